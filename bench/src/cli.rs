@@ -1,0 +1,181 @@
+//! Command-line interface definitions (clap): the `fanout` and `idle`
+//! subcommands and the client options they share.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::connections::ConnectPlan;
+use crate::endpoint::WsEndpoint;
+use crate::source_addr::SourceAddrs;
+
+/// Load generator for the Eventcast sidecar.
+#[derive(Debug, Parser)]
+#[command(name = "eventcast-bench", version, about, long_about = None)]
+pub struct Cli {
+    /// Tokio worker threads of the load generator.
+    #[arg(long, global = true, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// N subscribers on one topic, a publisher at a target rate: throughput,
+    /// loss and publish-to-receive latency (a fixed low rate is the latency test).
+    Fanout(FanoutArgs),
+    /// N idle subscribed connections: the server's memory per connection.
+    Idle(IdleArgs),
+}
+
+/// Options shared by every subcommand that opens WebSocket clients.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The sidecar's WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/v1/ws")]
+    pub ws: String,
+    /// Topic to subscribe to (and publish to).
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+    /// JWT sent as `?token=` (anonymous if absent).
+    #[arg(long, env = "EVENTCAST_BENCH_TOKEN")]
+    pub token: Option<String>,
+    /// Bind client sockets round-robin to these local addresses, e.g.
+    /// `127.0.0.2-127.0.0.50` (needed beyond ~28k connections per address).
+    #[arg(long)]
+    pub source_addrs: Option<SourceAddrs>,
+    /// Connection attempts in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Retries of a transient connect failure.
+    #[arg(long, default_value_t = 5)]
+    pub connect_retries: u32,
+    /// Seconds allowed for one attempt (connect + upgrade + subscribe reply).
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Print one JSON object line instead of the human-readable report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ClientArgs {
+    /// The connect plan for a resolved endpoint.
+    pub fn connect_plan(&self, endpoint: WsEndpoint) -> Result<ConnectPlan> {
+        Ok(ConnectPlan {
+            endpoint,
+            sources: self.source_addrs.clone(),
+            topic: self.topic.clone(),
+            concurrency: self.connect_concurrency.max(1),
+            retries: self.connect_retries,
+            attempt_timeout: secs("--connect-timeout", self.connect_timeout)?,
+            progress: true,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Base URL of the sidecar's local publish API.
+    #[arg(long, default_value = "http://127.0.0.1:7070")]
+    pub publish: String,
+    /// Number of subscribed WebSocket clients.
+    #[arg(long, default_value_t = 100)]
+    pub subscribers: usize,
+    /// Published events per second (each is delivered to every subscriber).
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Seconds of publishing (per step with --step).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Approximate size in bytes of each event's JSON `data`.
+    #[arg(long, default_value_t = 100)]
+    pub payload_bytes: usize,
+    /// Events per request; above 1 uses `POST /v1/events:batch`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch: u32,
+    /// Concurrent keep-alive HTTP connections of the publisher.
+    #[arg(long, default_value_t = 4)]
+    pub http_conns: usize,
+    /// Seconds at the start of each run excluded from deliveries/s and latency.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Seconds to wait after publishing for in-flight deliveries.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain: f64,
+    /// Step the rate up (see --rates) until p99 > --max-p99-ms or any loss.
+    #[arg(long)]
+    pub step: bool,
+    /// Rates for --step, e.g. `10,20,40,80` (default: --rate doubled 10 times).
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<f64>,
+    /// --step stops after a step whose p99 latency exceeds this.
+    #[arg(long, default_value_t = 50.0)]
+    pub max_p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Number of idle subscribed connections.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// The server's PID, to read its VmRSS from /proc before and after.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Seconds to wait after opening before measuring memory.
+    #[arg(long, default_value_t = 2.0)]
+    pub settle: f64,
+    /// Seconds to hold the connections open after measuring.
+    #[arg(long, default_value_t = 5.0)]
+    pub hold: f64,
+}
+
+/// A non-negative, finite number of seconds as a `Duration`.
+pub fn secs(flag: &str, v: f64) -> Result<Duration> {
+    if !(v.is_finite() && v >= 0.0) {
+        bail!("{flag} must be a non-negative number of seconds, got {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_fanout_step() -> Result<()> {
+        let cli = Cli::try_parse_from([
+            "eventcast-bench",
+            "fanout",
+            "--subscribers",
+            "5",
+            "--step",
+            "--rates",
+            "10,20,40",
+            "--source-addrs",
+            "127.0.0.2-127.0.0.3",
+            "--threads",
+            "3",
+        ])?;
+        assert_eq!(cli.threads, 3);
+        let Command::Fanout(f) = cli.command else {
+            bail!("not fanout")
+        };
+        assert_eq!(f.rates, vec![10.0, 20.0, 40.0]);
+        assert!(f.step);
+        assert_eq!(f.client.source_addrs.map(|s| s.len()), Some(2));
+        assert!(secs("x", -1.0).is_err());
+        Ok(())
+    }
+}

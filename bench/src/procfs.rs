@@ -1,0 +1,96 @@
+//! Process accounting from /proc: this process's CPU time (utime + stime from
+//! `/proc/self/stat`) and any process's resident memory (`VmRSS` from
+//! `/proc/PID/status`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// Clock ticks per second used by /proc (`USER_HZ`, 100 on all Linux ABIs).
+const USER_HZ: f64 = 100.0;
+
+/// utime + stime in clock ticks from the contents of a `/proc/PID/stat` file.
+pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    // Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // After ')': field 3 (state) is index 0, so utime (14) is 11, stime (15) is 12.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `VmRSS` in KiB from the contents of a `/proc/PID/status` file.
+pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line["VmRSS:".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Resident set size of `pid` (this process if `None`), in KiB.
+pub fn vm_rss_kib(pid: Option<u32>) -> Result<u64> {
+    let path = pid.map_or_else(
+        || "/proc/self/status".to_owned(),
+        |p| format!("/proc/{p}/status"),
+    );
+    let s = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_vm_rss_kib(&s).with_context(|| format!("{path}: no VmRSS"))
+}
+
+/// A point in time and this process's CPU ticks then.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMark {
+    at: Instant,
+    ticks: Option<u64>,
+}
+
+impl CpuMark {
+    /// Reads this process's CPU time now (None if /proc is unreadable).
+    pub fn now() -> Self {
+        let ticks = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| parse_stat_cpu_ticks(&s));
+        Self {
+            at: Instant::now(),
+            ticks,
+        }
+    }
+
+    /// CPU used since `self`, as a percentage of one core (may exceed 100).
+    pub fn percent_since(&self, later: &Self) -> Option<f64> {
+        let ticks = later.ticks?.checked_sub(self.ticks?)?;
+        let wall = later.at.duration_since(self.at);
+        (wall > Duration::ZERO).then(|| ticks as f64 / USER_HZ / wall.as_secs_f64() * 100.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_comm() {
+        let stat = "1234 (my (odd) prog) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 999 1000 200";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn parses_status() {
+        let status = "Name:\tx\nVmPeak:\t  2000 kB\nVmRSS:\t    1536 kB\nThreads:\t1\n";
+        assert_eq!(parse_vm_rss_kib(status), Some(1536));
+        assert_eq!(parse_vm_rss_kib("Name: x\n"), None);
+    }
+
+    #[test]
+    fn reads_own_process() -> Result<()> {
+        assert!(vm_rss_kib(None)? > 0);
+        assert!(vm_rss_kib(Some(std::process::id()))? > 0);
+        let a = CpuMark::now();
+        assert!(a.ticks.is_some());
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! The per-connection reader loop of a subscribed client: classifies every
+//! server frame, times events against their send timestamp and hands the
+//! observations to the shared [`Recorder`] in small batches (one lock per
+//! batch of messages that were already buffered).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::frame::{Frame, classify};
+use crate::latency::{Batch, Recorder, unix_nanos};
+
+/// At most this many already-buffered messages are handled per lock.
+const MAX_BATCH: usize = 64;
+/// How long a requested close may take before the socket is just dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn observe(msg: &Message, batch: &mut Batch, record_from: u64) {
+    let bytes: &[u8] = match msg {
+        Message::Text(t) => t.as_bytes(),
+        Message::Binary(b) => b,
+        _ => return,
+    };
+    match classify(bytes) {
+        Frame::Event { t } => batch.event(t, unix_nanos(), record_from),
+        Frame::Lagged => batch.lagged(),
+        Frame::Disconnect => batch.disconnect(),
+        Frame::Reply { .. } | Frame::Other => {}
+    }
+}
+
+/// Reads `ws` until the server closes it or `shutdown` turns true, recording
+/// into shard `key` of `rec`. An unrequested end counts as a closed connection.
+pub async fn run(
+    mut ws: WebSocketStream<TcpStream>,
+    key: usize,
+    rec: Arc<Recorder>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut batch = Batch::default();
+    if *shutdown.borrow_and_update() {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
+        return;
+    }
+    loop {
+        let mut next = tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
+                return;
+            }
+            m = ws.next() => m,
+        };
+        let record_from = rec.record_from();
+        let mut handled = 0;
+        loop {
+            match next {
+                Some(Ok(msg)) => observe(&msg, &mut batch, record_from),
+                Some(Err(_)) | None => {
+                    rec.apply(key, &mut batch);
+                    rec.connection_closed();
+                    return;
+                }
+            }
+            handled += 1;
+            if handled >= MAX_BATCH {
+                break;
+            }
+            // Take messages that are already decoded or buffered without waiting.
+            match ws.next().now_or_never() {
+                Some(m) => next = m,
+                None => break,
+            }
+        }
+        rec.apply(key, &mut batch);
+    }
+}
