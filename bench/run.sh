@@ -56,13 +56,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# GET /readyz on the public listener with bash's /dev/tcp (no curl needed).
+# GET /readyz on the public listener with bash's /dev/tcp (no curl needed), in a
+# subshell so that a reset connection (SIGPIPE) cannot end this script.
 ready() {
     local host=${PUBLIC%:*} port=${PUBLIC##*:} status
-    { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null || return 1
-    printf 'GET /readyz HTTP/1.0\r\nHost: %s\r\n\r\n' "$PUBLIC" >&3
-    read -r -t 2 _ status _ <&3 || status=
-    exec 3<&- 3>&-
+    status=$(
+        exec 2>/dev/null
+        exec 3<>"/dev/tcp/$host/$port" || exit 1
+        printf 'GET /readyz HTTP/1.0\r\nHost: %s\r\n\r\n' "$PUBLIC" >&3 || exit 1
+        read -r -t 2 _ code _ <&3 && echo "$code"
+    ) || true
     [[ "$status" == 200 ]]
 }
 for _ in $(seq 1 60); do

@@ -88,21 +88,15 @@ impl FromStr for Duration {
                 None => (num, ""),
             };
             let int: u128 = int_part.parse().map_err(|_| err("number too large"))?;
-            let mut nanos = int
-                .checked_mul(unit_nanos)
-                .ok_or_else(|| err("number too large"))?;
+            let mut nanos = int.checked_mul(unit_nanos).ok_or_else(|| err("number too large"))?;
             if !frac_part.is_empty() {
                 // Fractions beyond nanosecond precision are truncated, as Go does.
                 let digits = frac_part.len().min(18);
-                let frac: u128 = frac_part[..digits]
-                    .parse()
-                    .map_err(|_| err("malformed number"))?;
+                let frac: u128 = frac_part[..digits].parse().map_err(|_| err("malformed number"))?;
                 let scale = 10u128.pow(u32::try_from(digits).unwrap_or(18));
                 nanos += frac * unit_nanos / scale;
             }
-            total_nanos = total_nanos
-                .checked_add(nanos)
-                .ok_or_else(|| err("number too large"))?;
+            total_nanos = total_nanos.checked_add(nanos).ok_or_else(|| err("number too large"))?;
             rest = tail;
         }
         let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| err("number too large"))?;
@@ -118,10 +112,10 @@ impl fmt::Display for Duration {
         if nanos == 0 {
             return f.write_str("0s");
         }
-        if nanos % 1_000_000_000 != 0 {
-            return if nanos % 1_000_000 == 0 {
+        if !nanos.is_multiple_of(1_000_000_000) {
+            return if nanos.is_multiple_of(1_000_000) {
                 write!(f, "{}ms", nanos / 1_000_000)
-            } else if nanos % 1_000 == 0 {
+            } else if nanos.is_multiple_of(1_000) {
                 write!(f, "{}us", nanos / 1_000)
             } else {
                 write!(f, "{nanos}ns")
@@ -197,7 +191,17 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_reason() {
-        for bad in ["", "5", "s", "5x", "1..5s", "-1s", "5 s", ".5s", "99999999999999999999999h"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5x",
+            "1..5s",
+            "-1s",
+            "5 s",
+            ".5s",
+            "99999999999999999999999h",
+        ] {
             let e = bad.parse::<Duration>().expect_err(bad);
             assert_eq!(e.input, bad);
         }
@@ -205,7 +209,13 @@ mod tests {
 
     #[test]
     fn displays_canonically_and_round_trips() {
-        for (input, canon) in [("90s", "1m30s"), ("3600s", "1h"), ("1500ms", "1500ms"), ("0ms", "0s"), ("2h0m5s", "2h5s")] {
+        for (input, canon) in [
+            ("90s", "1m30s"),
+            ("3600s", "1h"),
+            ("1500ms", "1500ms"),
+            ("0ms", "0s"),
+            ("2h0m5s", "2h5s"),
+        ] {
             let v = d(input);
             assert_eq!(v.to_string(), canon);
             assert_eq!(d(canon), v);

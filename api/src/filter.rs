@@ -263,7 +263,10 @@ impl CompiledCondition {
                     _ => false,
                 },
                 FilterOp::Gt => compare(&self.field, &actual, v) == Some(Ordering::Greater),
-                FilterOp::Gte => matches!(compare(&self.field, &actual, v), Some(Ordering::Greater | Ordering::Equal)),
+                FilterOp::Gte => matches!(
+                    compare(&self.field, &actual, v),
+                    Some(Ordering::Greater | Ordering::Equal)
+                ),
                 FilterOp::Lt => compare(&self.field, &actual, v) == Some(Ordering::Less),
                 FilterOp::Lte => matches!(compare(&self.field, &actual, v), Some(Ordering::Less | Ordering::Equal)),
                 _ => false,
@@ -335,7 +338,10 @@ mod tests {
         assert!(!check(cond("data.n", FilterOp::Lt, Some(json!(5))), &d));
         assert!(check(cond("data.n", FilterOp::Lte, Some(json!(5.0))), &d));
         assert!(check(cond("data.s", FilterOp::Gt, Some(json!("a"))), &d));
-        assert!(!check(cond("data.s", FilterOp::Gt, Some(json!(1))), &d), "type mismatch never matches");
+        assert!(
+            !check(cond("data.s", FilterOp::Gt, Some(json!(1))), &d),
+            "type mismatch never matches"
+        );
     }
 
     #[test]

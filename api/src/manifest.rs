@@ -54,6 +54,9 @@ pub fn parse_manifests(namespace: &str, sources: &[(String, String)]) -> Result<
     set.input.namespace = namespace.to_owned();
     let mut secrets = BTreeMap::new();
     let mut errors = Vec::new();
+    // (apiVersion, kind, name) -> where it was first defined: a second definition would
+    // make the result depend on file order, so it is an error.
+    let mut defined: BTreeMap<(String, String, String), (String, usize)> = BTreeMap::new();
     for (source_name, text) in sources {
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let document = i + 1;
@@ -71,8 +74,16 @@ pub fn parse_manifests(namespace: &str, sources: &[(String, String)]) -> Result<
                     break;
                 }
             };
-            let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-            let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let api_version = value
+                .get("apiVersion")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            let kind = value
+                .get("kind")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
             let name = value
                 .get("metadata")
                 .and_then(|m| m.get("name"))
@@ -92,13 +103,25 @@ pub fn parse_manifests(namespace: &str, sources: &[(String, String)]) -> Result<
                 errors.push(err(format!("{kind} has no metadata.name")));
                 continue;
             }
-            if let Some(ns) = &ns {
-                if ns != namespace {
-                    set.skipped.push(format!("{source_name}: {kind} {ns}/{name} is in another namespace than {namespace}"));
-                    continue;
-                }
+            if let Some(ns) = &ns
+                && ns != namespace
+            {
+                set.skipped.push(format!(
+                    "{source_name}: {kind} {ns}/{name} is in another namespace than {namespace}"
+                ));
+                continue;
             }
             let what = format!("{kind} {name:?}");
+            if api_version == API_VERSION || (api_version == "v1" && kind == "Secret") {
+                let key = (api_version.clone(), kind.clone(), name.clone());
+                if let Some((first_source, first_document)) = defined.get(&key) {
+                    errors.push(err(format!(
+                        "{what} is already defined in {first_source} (document {first_document})"
+                    )));
+                    continue;
+                }
+                defined.insert(key, (source_name.clone(), document));
+            }
             match (api_version.as_str(), kind.as_str()) {
                 (API_VERSION, "Topic") => match typed::<Topic>(value) {
                     Ok(t) => set.input.topics.push(t),
@@ -115,12 +138,8 @@ pub fn parse_manifests(namespace: &str, sources: &[(String, String)]) -> Result<
                 (API_VERSION, other) => errors.push(err(format!("unknown kind {other:?} in {API_VERSION}"))),
                 ("v1", "Secret") => match serde_yaml::from_value::<Secret>(value) {
                     Ok(s) => {
-                        let mut data: BTreeMap<String, Vec<u8>> = s
-                            .data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, v.0))
-                            .collect();
+                        let mut data: BTreeMap<String, Vec<u8>> =
+                            s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
                         for (k, v) in s.string_data.unwrap_or_default() {
                             data.insert(k, v.into_bytes());
                         }
@@ -128,7 +147,9 @@ pub fn parse_manifests(namespace: &str, sources: &[(String, String)]) -> Result<
                     }
                     Err(e) => errors.push(err(format!("{what}: {e}"))),
                 },
-                _ => set.skipped.push(format!("{source_name}: {api_version} {kind} {name:?} is not used by Eventcast")),
+                _ => set.skipped.push(format!(
+                    "{source_name}: {api_version} {kind} {name:?} is not used by Eventcast"
+                )),
             }
         }
     }
@@ -193,7 +214,19 @@ metadata: {name: unrelated}
         assert!(set.input.topics.is_empty());
         assert_eq!(set.skipped.len(), 1);
         assert!(parse_manifests("default", &src("kind: [unclosed")).is_err());
-        assert!(parse_manifests("default", &src("apiVersion: eventcast.dev/v1alpha1\nkind: Tpoic\nmetadata: {name: a}\n")).is_err());
-        assert!(parse_manifests("default", &src("apiVersion: eventcast.dev/v1alpha1\nkind: Topic\nmetadata: {}\n")).is_err());
+        assert!(
+            parse_manifests(
+                "default",
+                &src("apiVersion: eventcast.dev/v1alpha1\nkind: Tpoic\nmetadata: {name: a}\n")
+            )
+            .is_err()
+        );
+        assert!(
+            parse_manifests(
+                "default",
+                &src("apiVersion: eventcast.dev/v1alpha1\nkind: Topic\nmetadata: {}\n")
+            )
+            .is_err()
+        );
     }
 }

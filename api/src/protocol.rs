@@ -311,10 +311,18 @@ mod tests {
                 "since":{"offset":120,"epoch":"e1"}}"#,
         )
         .expect("subscribe");
-        let ClientFrame::Subscribe(s) = f else { panic!("not subscribe") };
+        let ClientFrame::Subscribe(s) = f else {
+            panic!("not subscribe")
+        };
         assert_eq!(s.id, Some(json!(1)));
         assert_eq!(s.min_priority, Some(Priority::Normal));
-        assert_eq!(s.since, Some(StreamPosition { offset: 120, epoch: "e1".into() }));
+        assert_eq!(
+            s.since,
+            Some(StreamPosition {
+                offset: 120,
+                epoch: "e1".into()
+            })
+        );
         assert_eq!(s.filter.len(), 1);
 
         for text in [
@@ -351,16 +359,28 @@ mod tests {
             serde_json::to_value(&err).expect("ser"),
             json!({"op":"reply","id":3,"ok":false,"error":{"code":"forbidden","message":"no"}})
         );
-        let lagged = ServerFrame::Lagged { topic: "t".into(), from: 130, to: 188 };
+        let lagged = ServerFrame::Lagged {
+            topic: "t".into(),
+            from: 130,
+            to: 188,
+        };
         assert_eq!(lagged.to_json(), r#"{"op":"lagged","topic":"t","from":130,"to":188}"#);
-        let d = ServerFrame::Disconnect { code: disconnect_code::SHUTDOWN, reason: "bye".into(), reconnect: true };
-        assert_eq!(d.to_json(), r#"{"op":"disconnect","code":4005,"reason":"bye","reconnect":true}"#);
+        let d = ServerFrame::Disconnect {
+            code: disconnect_code::SHUTDOWN,
+            reason: "bye".into(),
+            reconnect: true,
+        };
+        assert_eq!(
+            d.to_json(),
+            r#"{"op":"disconnect","code":4005,"reason":"bye","reconnect":true}"#
+        );
     }
 
     #[test]
     fn batch_items_flatten_the_event() {
         let b: BatchRequest =
-            serde_json::from_value(json!({"events":[{"topic":"a","type":"x","data":1,"priority":"high"}]})).expect("batch");
+            serde_json::from_value(json!({"events":[{"topic":"a","type":"x","data":1,"priority":"high"}]}))
+                .expect("batch");
         assert_eq!(b.events[0].topic, "a");
         assert_eq!(b.events[0].event.priority, Some(Priority::High));
     }

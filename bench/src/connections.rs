@@ -76,9 +76,7 @@ fn handshake_error(e: tungstenite::Error) -> AttemptError {
         tungstenite::Error::Io(_)
         | tungstenite::Error::Http(_)
         | tungstenite::Error::ConnectionClosed
-        | tungstenite::Error::AlreadyClosed => {
-            transient(anyhow::Error::new(e).context("WebSocket handshake"))
-        }
+        | tungstenite::Error::AlreadyClosed => transient(anyhow::Error::new(e).context("WebSocket handshake")),
         other => AttemptError::Fatal(anyhow::Error::new(other).context("WebSocket handshake")),
     }
 }
@@ -114,9 +112,7 @@ async fn subscribe(ws: &mut WebSocketStream<TcpStream>, topic: &str) -> Result<(
         let msg = match ws.next().await {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
-                return Err(transient(
-                    anyhow::Error::new(e).context("awaiting subscribe reply"),
-                ));
+                return Err(transient(anyhow::Error::new(e).context("awaiting subscribe reply")));
             }
             None => return Err(transient(anyhow!("closed before the subscribe reply"))),
         };
@@ -124,17 +120,13 @@ async fn subscribe(ws: &mut WebSocketStream<TcpStream>, topic: &str) -> Result<(
             Message::Text(t) => t.as_bytes(),
             Message::Binary(b) => b,
             Message::Close(c) => {
-                return Err(transient(anyhow!(
-                    "closed before the subscribe reply: {c:?}"
-                )));
+                return Err(transient(anyhow!("closed before the subscribe reply: {c:?}")));
             }
             _ => continue,
         };
         match classify(bytes) {
             Frame::Reply {
-                id: Some(1),
-                ok: true,
-                ..
+                id: Some(1), ok: true, ..
             } => return Ok(()),
             Frame::Reply {
                 id: Some(1),
@@ -147,10 +139,7 @@ async fn subscribe(ws: &mut WebSocketStream<TcpStream>, topic: &str) -> Result<(
                 )));
             }
             Frame::Disconnect => {
-                return Err(transient(anyhow!(
-                    "disconnected: {}",
-                    String::from_utf8_lossy(bytes)
-                )));
+                return Err(transient(anyhow!("disconnected: {}", String::from_utf8_lossy(bytes))));
             }
             _ => {}
         }
@@ -165,15 +154,13 @@ async fn attempt(plan: &ConnectPlan, i: usize) -> Result<WebSocketStream<TcpStre
         .as_str()
         .into_client_request()
         .map_err(|e| AttemptError::Fatal(e.into()))?;
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static(SUBPROTOCOL),
-    );
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let (mut ws, _resp) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-            .await
-            .map_err(handshake_error)?;
+    let (mut ws, _resp) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+        .await
+        .map_err(handshake_error)?;
     subscribe(&mut ws, &plan.topic).await?;
     Ok(ws)
 }
@@ -184,10 +171,7 @@ async fn open_one(plan: &ConnectPlan, i: usize) -> anyhow::Result<WebSocketStrea
     loop {
         let res = match timeout(plan.attempt_timeout, attempt(plan, i)).await {
             Ok(r) => r,
-            Err(_) => Err(transient(anyhow!(
-                "attempt timed out after {:?}",
-                plan.attempt_timeout
-            ))),
+            Err(_) => Err(transient(anyhow!("attempt timed out after {:?}", plan.attempt_timeout))),
         };
         match res {
             Ok(ws) => return Ok(ws),
@@ -222,10 +206,7 @@ impl Clients {
     /// Asks every client to close and waits (at most `limit`) for them.
     pub async fn close(mut self, limit: Duration) {
         let _ = self.shutdown.send(true);
-        let drained = timeout(limit, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let drained = timeout(limit, async { while self.tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             self.tasks.abort_all();
         }
@@ -300,14 +281,13 @@ pub fn explain(first_error: Option<&str>) -> String {
     let Some(e) = first_error else {
         return String::new();
     };
-    let hint =
-        if e.contains("Cannot assign requested address") || e.contains("Address already in use") {
-            " (out of local ports: use --source-addrs 127.0.0.2-127.0.0.50)"
-        } else if e.contains("Too many open files") {
-            " (file descriptor limit: raise `ulimit -n` for this process and the server)"
-        } else {
-            ""
-        };
+    let hint = if e.contains("Cannot assign requested address") || e.contains("Address already in use") {
+        " (out of local ports: use --source-addrs 127.0.0.2-127.0.0.50)"
+    } else if e.contains("Too many open files") {
+        " (file descriptor limit: raise `ulimit -n` for this process and the server)"
+    } else {
+        ""
+    };
     format!("{e}{hint}")
 }
 

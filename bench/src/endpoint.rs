@@ -136,10 +136,7 @@ mod tests {
     #[tokio::test]
     async fn http_paths() -> Result<()> {
         let e = http_endpoint("http://127.0.0.1:7070/").await?;
-        assert_eq!(
-            e.topic_events_path("chat room"),
-            "/v1/topics/chat%20room/events"
-        );
+        assert_eq!(e.topic_events_path("chat room"), "/v1/topics/chat%20room/events");
         assert_eq!(e.batch_path(), "/v1/events:batch");
         assert_eq!(e.host, "127.0.0.1:7070");
         let e = http_endpoint("http://[::1]:7070/api").await?;

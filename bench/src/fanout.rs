@@ -108,9 +108,7 @@ impl Rig {
 
 fn step_rates(args: &FanoutArgs) -> Vec<f64> {
     if args.rates.is_empty() {
-        (0..DEFAULT_STEPS)
-            .map(|k| args.rate * f64::from(1u32 << k))
-            .collect()
+        (0..DEFAULT_STEPS).map(|k| args.rate * f64::from(1u32 << k)).collect()
     } else {
         args.rates.clone()
     }
@@ -119,10 +117,7 @@ fn step_rates(args: &FanoutArgs) -> Vec<f64> {
 /// Why a step fails, if it does.
 fn step_failure(p: &PhaseReport, max_p99_ms: f64) -> Option<String> {
     if p.lost > 0 {
-        Some(format!(
-            "{} deliveries lost at {} ev/s",
-            p.lost, p.target_rate
-        ))
+        Some(format!("{} deliveries lost at {} ev/s", p.lost, p.target_rate))
     } else if p.latency.p99_ms > max_p99_ms {
         Some(format!(
             "p99 {:.2} ms > {max_p99_ms} ms at {} ev/s",
@@ -144,11 +139,7 @@ fn validate(args: &FanoutArgs) -> Result<()> {
     if args.subscribers == 0 {
         bail!("--subscribers must be at least 1");
     }
-    let rates = if args.step {
-        step_rates(args)
-    } else {
-        vec![args.rate]
-    };
+    let rates = if args.step { step_rates(args) } else { vec![args.rate] };
     if rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
         bail!("rates must be positive numbers");
     }
@@ -178,10 +169,7 @@ pub async fn run(args: &FanoutArgs) -> Result<()> {
         opened: clients.opened,
         failed: clients.failed,
         seconds: clients.elapsed.as_secs_f64(),
-        first_error: clients
-            .first_error
-            .as_deref()
-            .map(|e| connections::explain(Some(e))),
+        first_error: clients.first_error.as_deref().map(|e| connections::explain(Some(e))),
     };
     report::note(args.client.json, &report::connect_text(&connect));
     if clients.opened == 0 {

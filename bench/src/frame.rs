@@ -30,9 +30,7 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     let first = *needle.first()?;
     let mut i = from;
     while i + needle.len() <= hay.len() {
-        let off = hay[i..=hay.len() - needle.len()]
-            .iter()
-            .position(|&b| b == first)?;
+        let off = hay[i..=hay.len() - needle.len()].iter().position(|&b| b == first)?;
         i += off;
         if hay[i..].starts_with(needle) {
             return Some(i);
@@ -97,10 +95,7 @@ fn reply(b: &[u8]) -> Frame {
     match serde_json::from_slice::<serde_json::Value>(b) {
         Ok(v) => Frame::Reply {
             id: v.get("id").and_then(serde_json::Value::as_u64),
-            ok: v
-                .get("ok")
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false),
+            ok: v.get("ok").and_then(serde_json::Value::as_bool).unwrap_or(false),
             error: v.get("error").map(ToString::to_string),
         },
         Err(_) => Frame::Other,
@@ -164,14 +159,32 @@ mod tests {
     fn replies() {
         assert_eq!(
             classify(br#"{"op":"reply","id":1,"ok":true,"result":{"offset":0,"epoch":"e1","recovered":true}}"#),
-            Frame::Reply { id: Some(1), ok: true, error: None }
+            Frame::Reply {
+                id: Some(1),
+                ok: true,
+                error: None
+            }
         );
-        let f = classify(
-            br#"{"op":"reply","id":1,"ok":false,"error":{"code":"forbidden","message":"no"}}"#,
-        );
-        assert!(
-            matches!(f, Frame::Reply { id: Some(1), ok: false, error: Some(ref e) } if e.contains("forbidden"))
-        );
+        let f = classify(br#"{"op":"reply","id":1,"ok":false,"error":{"code":"forbidden","message":"no"}}"#);
+        assert!(matches!(f, Frame::Reply { id: Some(1), ok: false, error: Some(ref e) } if e.contains("forbidden")));
+    }
+
+    #[test]
+    fn truncated_and_mangled_input_never_panics() {
+        let f: &[u8] = br#"{"op":"event","event":{"data":{"t":123,"pad":"x"}},"x":"\"op\" : "}"#;
+        for end in 0..=f.len() {
+            let _ = classify(&f[..end]);
+            let _ = classify(&f[end..]);
+        }
+        for b in [
+            &b"\"op\""[..],
+            b"\"op\":",
+            b"\"op\":\"",
+            b"\"data\":{\"t\":",
+            b"\"t\"\"t\":",
+        ] {
+            let _ = classify(b);
+        }
     }
 
     #[test]

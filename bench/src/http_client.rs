@@ -61,9 +61,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>> {
         let v = std::str::from_utf8(h.value).unwrap_or("").trim();
         if h.name.eq_ignore_ascii_case("content-length") {
             framing = Framing::Length(v.parse().context("bad Content-Length")?);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding")
-            && v.to_ascii_lowercase().contains("chunked")
-        {
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked") {
             framing = Framing::Chunked;
         } else if h.name.eq_ignore_ascii_case("connection") {
             close = v.eq_ignore_ascii_case("close");
@@ -244,13 +242,10 @@ mod tests {
         assert!(matches!(h.framing, Framing::Length(2)));
         assert!(!h.close);
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le")?.is_none());
-        let h = parse_head(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
-        )?
-        .context("c")?;
+        let h =
+            parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")?.context("c")?;
         assert!(matches!(h.framing, Framing::Chunked) && h.close);
-        let (b, used) =
-            decode_chunked(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\nNEXT")?.context("complete")?;
+        let (b, used) = decode_chunked(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\nNEXT")?.context("complete")?;
         assert_eq!(b, b"abcde");
         assert_eq!(used, 24);
         assert!(decode_chunked(b"3\r\nab")?.is_none());

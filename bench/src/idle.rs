@@ -45,10 +45,7 @@ pub async fn run(args: &IdleArgs) -> Result<()> {
         opened: clients.opened,
         failed: clients.failed,
         seconds: clients.elapsed.as_secs_f64(),
-        first_error: clients
-            .first_error
-            .as_deref()
-            .map(|e| connections::explain(Some(e))),
+        first_error: clients.first_error.as_deref().map(|e| connections::explain(Some(e))),
     };
     report::note(args.client.json, &report::connect_text(&connect));
     if clients.opened == 0 {
@@ -74,11 +71,7 @@ pub async fn run(args: &IdleArgs) -> Result<()> {
     }
     report::note(
         args.client.json,
-        &format!(
-            "holding {} connections for {:.1} s",
-            clients.opened,
-            hold.as_secs_f64()
-        ),
+        &format!("holding {} connections for {:.1} s", clients.opened, hold.as_secs_f64()),
     );
     let closed_before = rec.closed();
     tokio::time::sleep(hold).await;

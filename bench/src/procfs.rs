@@ -23,19 +23,12 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
 /// `VmRSS` in KiB from the contents of a `/proc/PID/status` file.
 pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line["VmRSS:".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    line["VmRSS:".len()..].split_whitespace().next()?.parse().ok()
 }
 
 /// Resident set size of `pid` (this process if `None`), in KiB.
 pub fn vm_rss_kib(pid: Option<u32>) -> Result<u64> {
-    let path = pid.map_or_else(
-        || "/proc/self/status".to_owned(),
-        |p| format!("/proc/{p}/status"),
-    );
+    let path = pid.map_or_else(|| "/proc/self/status".to_owned(), |p| format!("/proc/{p}/status"));
     let s = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     parse_vm_rss_kib(&s).with_context(|| format!("{path}: no VmRSS"))
 }

@@ -55,7 +55,8 @@ pub struct PublishStats {
     /// Planned events never sent because the run fell too far behind.
     pub unsent: u64,
     pub requests: u64,
-    /// Wall time from the first due request to the last response.
+    /// Wall time from the first due request to the last response (at least
+    /// the planned duration).
     pub elapsed_s: f64,
     /// Accepted events per second over `elapsed_s`.
     pub accepted_per_sec: f64,
@@ -122,10 +123,7 @@ pub fn batch_accepted(body: &[u8], n: usize) -> usize {
     let failed = |it: &Value| {
         it.get("error").is_some_and(|e| !e.is_null())
             || it.get("ok").and_then(Value::as_bool) == Some(false)
-            || it
-                .get("status")
-                .and_then(Value::as_u64)
-                .is_some_and(|s| s >= 400)
+            || it.get("status").and_then(Value::as_u64).is_some_and(|s| s >= 400)
     };
     items.iter().filter(|it| !failed(it)).count().min(n)
 }
@@ -161,12 +159,7 @@ impl Publisher {
     /// Prepares `plan.connections` lazily opened keep-alive connections.
     pub fn new(plan: &PublishPlan) -> Self {
         let conns = (0..plan.connections.max(1))
-            .map(|_| {
-                Arc::new(Mutex::new(HttpConn::new(
-                    plan.endpoint.addr,
-                    &plan.endpoint.host,
-                )))
-            })
+            .map(|_| Arc::new(Mutex::new(HttpConn::new(plan.endpoint.addr, &plan.endpoint.host))))
             .collect();
         Self { conns }
     }
@@ -241,7 +234,8 @@ impl Publisher {
         while let Some(res) = tasks.join_next().await {
             res?;
         }
-        let elapsed = start.elapsed().as_secs_f64();
+        // The last request is due 1/rate before the planned end: rate over the plan.
+        let elapsed = start.elapsed().as_secs_f64().max(plan.duration.as_secs_f64());
         let accepted = shared.accepted.load(Ordering::Relaxed);
         let first_error = shared.first_error.lock().await.clone();
         Ok(PublishStats {
@@ -251,11 +245,7 @@ impl Publisher {
             unsent: shared.unsent.load(Ordering::Relaxed),
             requests: shared.requests.load(Ordering::Relaxed),
             elapsed_s: elapsed,
-            accepted_per_sec: if elapsed > 0.0 {
-                accepted as f64 / elapsed
-            } else {
-                0.0
-            },
+            accepted_per_sec: if elapsed > 0.0 { accepted as f64 / elapsed } else { 0.0 },
             max_behind_ms: shared.max_behind_us.load(Ordering::Relaxed) as f64 / 1000.0,
             first_error,
         })
@@ -264,31 +254,18 @@ impl Publisher {
 
 async fn account(shared: &Shared, resp: &Response, n: usize, is_batch: bool) {
     if (200..300).contains(&resp.status) {
-        let ok = if is_batch {
-            batch_accepted(&resp.body, n)
-        } else {
-            n
-        };
+        let ok = if is_batch { batch_accepted(&resp.body, n) } else { n };
         shared.accepted.fetch_add(ok as u64, Ordering::Relaxed);
         if ok < n {
+            shared.rejected.fetch_add((n - ok) as u64, Ordering::Relaxed);
             shared
-                .rejected
-                .fetch_add((n - ok) as u64, Ordering::Relaxed);
-            shared
-                .error(format!(
-                    "batch item errors: {}",
-                    String::from_utf8_lossy(&resp.body)
-                ))
+                .error(format!("batch item errors: {}", String::from_utf8_lossy(&resp.body)))
                 .await;
         }
     } else {
         shared.rejected.fetch_add(n as u64, Ordering::Relaxed);
         shared
-            .error(format!(
-                "HTTP {}: {}",
-                resp.status,
-                String::from_utf8_lossy(&resp.body)
-            ))
+            .error(format!("HTTP {}: {}", resp.status, String::from_utf8_lossy(&resp.body)))
             .await;
     }
 }
@@ -319,10 +296,7 @@ mod tests {
     #[test]
     fn batch_results() {
         assert_eq!(
-            batch_accepted(
-                br#"{"results":[{"offset":1},{"error":{"code":"x"}},{"offset":2}]}"#,
-                3
-            ),
+            batch_accepted(br#"{"results":[{"offset":1},{"error":{"code":"x"}},{"offset":2}]}"#, 3),
             2
         );
         assert_eq!(batch_accepted(br#"[{"ok":false},{"status":202}]"#, 2), 1);

@@ -95,10 +95,7 @@ fn opt_pct(v: Option<f64>) -> String {
 
 /// Human-readable connect summary.
 pub fn connect_text(c: &ConnectReport) -> String {
-    let mut s = format!(
-        "connected   {} of {} in {:.1} s",
-        c.opened, c.requested, c.seconds
-    );
+    let mut s = format!("connected   {} of {} in {:.1} s", c.opened, c.requested, c.seconds);
     if c.failed > 0 {
         s.push_str(&format!(
             ", {} failed: {}",
@@ -133,10 +130,7 @@ pub fn phase_text(p: &PhaseReport) -> String {
         "latency ms  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}  (n={})\n",
         l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms, l.samples
     ));
-    s.push_str(&format!(
-        "bench CPU   {} of one core",
-        opt_pct(p.cpu_percent)
-    ));
+    s.push_str(&format!("bench CPU   {} of one core", opt_pct(p.cpu_percent)));
     s
 }
 
@@ -156,12 +150,7 @@ pub fn step_line(p: &PhaseReport, verdict: &str) -> String {
 }
 
 /// Server memory line of the idle report.
-pub fn idle_rss_text(
-    pid: Option<u32>,
-    before: Option<u64>,
-    after: Option<u64>,
-    per_conn: Option<f64>,
-) -> String {
+pub fn idle_rss_text(pid: Option<u32>, before: Option<u64>, after: Option<u64>, per_conn: Option<f64>) -> String {
     match (pid, before, after) {
         (Some(pid), Some(b), Some(a)) => format!(
             "server RSS  pid {pid}: {b} KiB -> {a} KiB, {:.2} KiB per connection",
@@ -176,9 +165,7 @@ pub fn idle_rss_text(
 pub fn idle_text(r: &IdleReport) -> String {
     let mut s = String::new();
     if let Some(k) = r.bench_kib_per_connection {
-        s.push_str(&format!(
-            "bench RSS   {k:.2} KiB per connection (client side)\n"
-        ));
+        s.push_str(&format!("bench RSS   {k:.2} KiB per connection (client side)\n"));
     }
     s.push_str(&format!(
         "held        {:.1} s, {} closed by the server meanwhile",

@@ -66,9 +66,7 @@ impl FromStr for SourceAddrs {
                     return Err(format!("range {item:?} is reversed"));
                 }
                 if (hi - lo) as usize >= MAX_ADDRS {
-                    return Err(format!(
-                        "range {item:?} has more than {MAX_ADDRS} addresses"
-                    ));
+                    return Err(format!("range {item:?} has more than {MAX_ADDRS} addresses"));
                 }
                 out.extend((lo..=hi).map(|v| IpAddr::V4(Ipv4Addr::from(v))));
             } else {

@@ -105,9 +105,7 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
-async fn recv(
-    sub: &mut Option<broadcast::Receiver<Published>>,
-) -> Result<Published, broadcast::error::RecvError> {
+async fn recv(sub: &mut Option<broadcast::Receiver<Published>>) -> Result<Published, broadcast::error::RecvError> {
     match sub {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -139,10 +137,8 @@ async fn ws_conn(stream: TcpStream, peer: SocketAddr, state: Arc<State>) -> Resu
         {
             return reject(StatusCode::UNAUTHORIZED);
         }
-        resp.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static("eventcast.v1"),
-        );
+        resp.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("eventcast.v1"));
         if let Ok(mut slot) = query_cb.lock() {
             *slot = q;
         }
@@ -224,14 +220,9 @@ fn publish(state: &State, topic: &str, event: &Value) -> Value {
 
 fn route(state: &State, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return (
-            400,
-            json!({"error":{"code":"malformed","message":"bad JSON"}}),
-        );
+        return (400, json!({"error":{"code":"malformed","message":"bad JSON"}}));
     };
-    let topic = path
-        .strip_prefix("/v1/topics/")
-        .and_then(|r| r.strip_suffix("/events"));
+    let topic = path.strip_prefix("/v1/topics/").and_then(|r| r.strip_suffix("/events"));
     match (method, topic, path) {
         ("POST", Some(topic), _) => (202, publish(state, topic, &v)),
         ("POST", None, "/v1/events:batch") => {
@@ -278,10 +269,7 @@ async fn http_conn(mut s: TcpStream, state: Arc<State>) -> Result<()> {
                 return Ok(());
             }
         }
-        let body: Vec<u8> = buf
-            .drain(..head_len + content_length)
-            .skip(head_len)
-            .collect();
+        let body: Vec<u8> = buf.drain(..head_len + content_length).skip(head_len).collect();
         state.counters.http_requests.fetch_add(1, Ordering::Relaxed);
         let (status, resp) = route(&state, &method, &path, &body);
         let resp = resp.to_string();
@@ -319,18 +307,9 @@ async fn bench_json(args: &[&str]) -> Result<Value> {
     let mut all = args.to_vec();
     all.push("--json");
     let run = bench(&all).await?;
-    ensure!(
-        run.ok,
-        "bench failed\nstdout: {}\nstderr: {}",
-        run.stdout,
-        run.stderr
-    );
+    ensure!(run.ok, "bench failed\nstdout: {}\nstderr: {}", run.stdout, run.stderr);
     let lines: Vec<&str> = run.stdout.lines().collect();
-    ensure!(
-        lines.len() == 1,
-        "expected one JSON line, got: {}",
-        run.stdout
-    );
+    ensure!(lines.len() == 1, "expected one JSON line, got: {}", run.stdout);
     Ok(serde_json::from_str(lines[0])?)
 }
 
@@ -380,10 +359,7 @@ async fn fanout_counts_deliveries_and_records_latency() -> Result<()> {
     assert_eq!(u(&r["received"]), 8000, "{r}");
     assert_eq!(u(&r["lost"]), 0);
     assert_eq!(u(&r["untimed"]), 0);
-    assert_eq!(
-        u(&r["lagged"]) + u(&r["disconnects"]) + u(&r["closed_connections"]),
-        0
-    );
+    assert_eq!(u(&r["lagged"]) + u(&r["disconnects"]) + u(&r["closed_connections"]), 0);
     // Events of the warm-up second are counted but not timed.
     let samples = u(&r["latency"]["samples"]);
     assert!((2000..8000).contains(&samples), "{r}");
@@ -431,10 +407,7 @@ async fn batch_publishing_source_addrs_and_lagged_frames() -> Result<()> {
     assert_eq!(u(&r["batch"]), 10);
     assert_eq!(u(&r["publish"]["accepted"]), 1000, "{r}");
     assert_eq!(u(&r["publish"]["requests"]), 100, "{r}");
-    assert_eq!(
-        mock.state.counters.http_requests.load(Ordering::Relaxed),
-        100
-    );
+    assert_eq!(mock.state.counters.http_requests.load(Ordering::Relaxed), 100);
     assert_eq!(u(&r["received"]), 12_000, "{r}");
     assert_eq!(u(&r["lost"]), 0);
     assert_eq!(u(&r["lagged"]), 12, "one lagged frame per subscriber: {r}");
@@ -496,10 +469,7 @@ async fn step_mode_reports_each_step_and_stops_on_loss() -> Result<()> {
     assert_eq!(u(&steps[0]["expected"]), 250);
     assert_eq!(u(&steps[0]["lost"]), 25, "{r}");
     assert_eq!(f(&r["max_sustained_deliveries_per_sec"]), 0.0);
-    assert!(
-        r["stop_reason"].as_str().unwrap_or("").contains("lost"),
-        "{r}"
-    );
+    assert!(r["stop_reason"].as_str().unwrap_or("").contains("lost"), "{r}");
     Ok(())
 }
 
@@ -531,11 +501,7 @@ async fn human_readable_reports() -> Result<()> {
         "latency ms  p50 ",
         "bench CPU   ",
     ] {
-        assert!(
-            run.stdout.contains(want),
-            "{want:?} missing in:\n{}",
-            run.stdout
-        );
+        assert!(run.stdout.contains(want), "{want:?} missing in:\n{}", run.stdout);
     }
 
     let pid = std::process::id().to_string();
@@ -558,11 +524,7 @@ async fn human_readable_reports() -> Result<()> {
         "KiB per connection",
         "held        0.0 s",
     ] {
-        assert!(
-            run.stdout.contains(want),
-            "{want:?} missing in:\n{}",
-            run.stdout
-        );
+        assert!(run.stdout.contains(want), "{want:?} missing in:\n{}", run.stdout);
     }
     Ok(())
 }
@@ -659,10 +621,6 @@ async fn refused_subscribe_and_refused_connect_fail_clearly() -> Result<()> {
     if run.ok {
         bail!("connecting to a closed port succeeded: {}", run.stdout);
     }
-    assert!(
-        run.stderr.contains("no subscriber could connect"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("no subscriber could connect"), "{}", run.stderr);
     Ok(())
 }

@@ -1,1 +1,17 @@
-fn main() {}
+//! `eventcast-sidecar` binary: parse flags, start, run until SIGTERM, drain, exit.
+
+use anyhow::Context;
+use clap::Parser;
+use eventcast_sidecar::server;
+use eventcast_sidecar::settings::Settings;
+use eventcast_sidecar::telemetry;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    telemetry::init(settings.log_format, &settings.log);
+    let running = server::start(settings).await.context("starting eventcast-sidecar")?;
+    server::shutdown_signal().await;
+    running.shutdown().await;
+    Ok(())
+}

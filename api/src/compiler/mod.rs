@@ -85,7 +85,11 @@ pub fn compile(input: &CompileInput) -> CompileOutput {
         sources.push(resource_ref(p, &input.namespace));
     }
     // Only resources that made it in are sources of this config.
-    sources.retain(|r| !errors.iter().any(|e| e.resource.kind == r.kind && e.resource.name == r.name));
+    sources.retain(|r| {
+        !errors
+            .iter()
+            .any(|e| e.resource.kind == r.kind && e.resource.name == r.name)
+    });
     sources.sort();
 
     let (auth, connection) = policy::pod_wide(&policies);
@@ -106,7 +110,11 @@ pub fn compile(input: &CompileInput) -> CompileOutput {
 /// All-or-nothing compile: any error rejects the whole set.
 pub fn compile_strict(input: &CompileInput) -> Result<CompiledConfig, Vec<CompileError>> {
     let out = compile(input);
-    if out.errors.is_empty() { Ok(out.config) } else { Err(out.errors) }
+    if out.errors.is_empty() {
+        Ok(out.config)
+    } else {
+        Err(out.errors)
+    }
 }
 
 #[cfg(test)]

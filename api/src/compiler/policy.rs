@@ -48,7 +48,11 @@ fn rate(spec: &RateLimit, field: &str, want_connections: bool, errs: &mut Errors
     };
     let per_second = value?;
     if !per_second.is_finite() || per_second <= 0.0 {
-        errs.push(format!("{field}.{unit}"), Reason::InvalidSpec, "must be a positive number");
+        errs.push(
+            format!("{field}.{unit}"),
+            Reason::InvalidSpec,
+            "must be a positive number",
+        );
         return None;
     }
     let default_burst = per_second.ceil().max(1.0);
@@ -62,7 +66,12 @@ fn rate(spec: &RateLimit, field: &str, want_connections: bool, errs: &mut Errors
     Some(RateSpec { per_second, burst })
 }
 
-fn queue(settings: Option<&PriorityClassSettings>, p: Priority, field: &str, errs: &mut Errors<'_>) -> Option<QueueClass> {
+fn queue(
+    settings: Option<&PriorityClassSettings>,
+    p: Priority,
+    field: &str,
+    errs: &mut Errors<'_>,
+) -> Option<QueueClass> {
     let s = settings?;
     let mut q = QueueClass::default_for(p);
     if let Some(size) = s.queue_size {
@@ -95,7 +104,11 @@ fn jwt(p: &BroadcastPolicy, input: &CompileInput, errs: &mut Errors<'_>) -> Opti
         },
         (None, Some(r)) => match input.secrets.key(&r.name, &r.key) {
             Ok(bytes) => {
-                if let Err(e) = jsonwebtoken::DecodingKey::from_rsa_pem(bytes) {
+                // `from_rsa_pem` only checks the PEM framing (it takes a private key or a
+                // non-key DER too); extracting the public components parses the key itself.
+                let checked = jsonwebtoken::DecodingKey::from_rsa_pem(bytes)
+                    .and_then(|k| jsonwebtoken::jwk::Jwk::from_decoding_key(&k, None));
+                if let Err(e) = checked {
                     errs.push(
                         "spec.auth.jwt.publicKeyRef",
                         Reason::InvalidKey,
@@ -134,7 +147,12 @@ fn jwt(p: &BroadcastPolicy, input: &CompileInput, errs: &mut Errors<'_>) -> Opti
     })
 }
 
-fn compile_one(p: &BroadcastPolicy, input: &CompileInput, topics: &[TopicDraft], errs: &mut Errors<'_>) -> CompiledPolicy {
+fn compile_one(
+    p: &BroadcastPolicy,
+    input: &CompileInput,
+    topics: &[TopicDraft],
+    errs: &mut Errors<'_>,
+) -> CompiledPolicy {
     let spec = &p.spec;
     let patterns = match PatternSet::parse_all(&spec.topics) {
         Ok(set) => set,
@@ -150,7 +168,10 @@ fn compile_one(p: &BroadcastPolicy, input: &CompileInput, topics: &[TopicDraft],
         .filter(|t| {
             select_all
                 || (!patterns.is_empty() && patterns.matches(&t.config.name))
-                || spec.topic_selector.as_ref().is_some_and(|s| s.matches(&t.config.labels))
+                || spec
+                    .topic_selector
+                    .as_ref()
+                    .is_some_and(|s| s.matches(&t.config.labels))
         })
         .map(|t| t.config.name.clone())
         .collect();
@@ -165,13 +186,21 @@ fn compile_one(p: &BroadcastPolicy, input: &CompileInput, topics: &[TopicDraft],
         groups.push("rateLimits");
         if let Some(u) = &rl.per_user {
             if u.events_per_second.is_none() {
-                errs.push("spec.rateLimits.perUser.eventsPerSecond", Reason::InvalidSpec, "is required");
+                errs.push(
+                    "spec.rateLimits.perUser.eventsPerSecond",
+                    Reason::InvalidSpec,
+                    "is required",
+                );
             }
             limits.per_user = rate(u, "spec.rateLimits.perUser", false, errs);
         }
         if let Some(d) = &rl.per_device {
             if d.events_per_second.is_none() {
-                errs.push("spec.rateLimits.perDevice.eventsPerSecond", Reason::InvalidSpec, "is required");
+                errs.push(
+                    "spec.rateLimits.perDevice.eventsPerSecond",
+                    Reason::InvalidSpec,
+                    "is required",
+                );
             }
             limits.per_device = rate(d, "spec.rateLimits.perDevice", false, errs);
         }
@@ -216,20 +245,28 @@ fn compile_one(p: &BroadcastPolicy, input: &CompileInput, topics: &[TopicDraft],
     }
 
     let connection = spec.connection.clone().unwrap_or_default();
-    if let (Some(hb), Some(idle)) = (connection.heartbeat_interval, connection.idle_timeout) {
-        if hb >= idle {
-            errs.push(
-                "spec.connection.heartbeatInterval",
-                Reason::InvalidSpec,
-                format!("heartbeat interval {hb} must be shorter than idle timeout {idle}"),
-            );
-        }
+    if let (Some(hb), Some(idle)) = (connection.heartbeat_interval, connection.idle_timeout)
+        && hb >= idle
+    {
+        errs.push(
+            "spec.connection.heartbeatInterval",
+            Reason::InvalidSpec,
+            format!("heartbeat interval {hb} must be shorter than idle timeout {idle}"),
+        );
     }
     if connection.heartbeat_interval.is_some_and(|d| d.is_zero()) {
-        errs.push("spec.connection.heartbeatInterval", Reason::InvalidSpec, "must be greater than 0");
+        errs.push(
+            "spec.connection.heartbeatInterval",
+            Reason::InvalidSpec,
+            "must be greater than 0",
+        );
     }
     if connection.idle_timeout.is_some_and(|d| d.is_zero()) {
-        errs.push("spec.connection.idleTimeout", Reason::InvalidSpec, "must be greater than 0");
+        errs.push(
+            "spec.connection.idleTimeout",
+            Reason::InvalidSpec,
+            "must be greater than 0",
+        );
     }
 
     if let Some(a) = &spec.autoscaling {
@@ -248,7 +285,11 @@ fn compile_one(p: &BroadcastPolicy, input: &CompileInput, topics: &[TopicDraft],
             );
         }
         if a.target_ref.name.is_empty() || a.target_ref.kind.is_empty() {
-            errs.push("spec.autoscaling.targetRef", Reason::InvalidSpec, "kind and name are required");
+            errs.push(
+                "spec.autoscaling.targetRef",
+                Reason::InvalidSpec,
+                "kind and name are required",
+            );
         }
     }
 
@@ -271,7 +312,11 @@ fn compile_one(p: &BroadcastPolicy, input: &CompileInput, topics: &[TopicDraft],
 
 /// Compiles every policy; rejects invalid ones and, for two policies setting the same
 /// group on one topic, the one whose name sorts later.
-pub(crate) fn compile_all(input: &CompileInput, topics: &[TopicDraft], errors: &mut Vec<CompileError>) -> Vec<CompiledPolicy> {
+pub(crate) fn compile_all(
+    input: &CompileInput,
+    topics: &[TopicDraft],
+    errors: &mut Vec<CompileError>,
+) -> Vec<CompiledPolicy> {
     let mut sorted: Vec<&BroadcastPolicy> = input.policies.iter().collect();
     sorted.sort_by_key(|p| p.name_any());
     let mut accepted: Vec<CompiledPolicy> = Vec::new();

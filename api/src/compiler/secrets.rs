@@ -28,7 +28,9 @@ impl Secrets {
     }
 
     pub fn secret(&self, name: &str) -> Result<&BTreeMap<String, Vec<u8>>, SecretLookupError> {
-        self.0.get(name).ok_or_else(|| SecretLookupError::NoSecret(name.to_owned()))
+        self.0
+            .get(name)
+            .ok_or_else(|| SecretLookupError::NoSecret(name.to_owned()))
     }
 
     pub fn key(&self, name: &str, key: &str) -> Result<&[u8], SecretLookupError> {

@@ -33,7 +33,11 @@ fn compile_one(
 ) -> Option<SubscriptionConfig> {
     let spec = &s.spec;
     if spec.topics.is_empty() {
-        errs.push("spec.topics", Reason::InvalidSpec, "at least one topic pattern is required");
+        errs.push(
+            "spec.topics",
+            Reason::InvalidSpec,
+            "at least one topic pattern is required",
+        );
     }
     let patterns = PatternSet::parse_all(&spec.topics)
         .map_err(|(i, e)| errs.push(format!("spec.topics[{i}]"), Reason::InvalidPattern, e.to_string()))
@@ -49,7 +53,7 @@ fn compile_one(
                 None if !topics.keys().any(|t| p.matches(t)) => errs.push(
                     format!("spec.topics[{i}]"),
                     Reason::NoMatchingTopics,
-                    format!("pattern {p:?} matches no topic in this namespace"),
+                    format!("pattern {:?} matches no topic in this namespace", p.as_str()),
                 ),
                 _ => {}
             }
@@ -59,21 +63,33 @@ fn compile_one(
         .map_err(|(i, e)| errs.push(format!("spec.eventTypes[{i}]"), Reason::InvalidPattern, e.to_string()))
         .ok();
     if let Err(e) = Filter::compile(&spec.filter) {
-        errs.push(format!("spec.filter[{}].{}", e.index, e.part), Reason::InvalidFilter, e.message);
+        errs.push(
+            format!("spec.filter[{}].{}", e.index, e.part),
+            Reason::InvalidFilter,
+            e.message,
+        );
     }
 
     let delivery = spec.delivery.clone().unwrap_or_default();
     let mode = delivery.mode.unwrap_or(DeliveryMode::Realtime);
     let batch_interval_ms = delivery.batch_interval.map_or(200, |d| d.as_millis_u64());
     if mode == DeliveryMode::Batched && batch_interval_ms == 0 {
-        errs.push("spec.delivery.batchInterval", Reason::InvalidSpec, "must be greater than 0 in batched mode");
+        errs.push(
+            "spec.delivery.batchInterval",
+            Reason::InvalidSpec,
+            "must be greater than 0 in batched mode",
+        );
     }
 
     let topic_ref = |name: &str, field: &str, errs: &mut Errors<'_>| {
         if let Err(e) = validate_name(name) {
             errs.push(field, Reason::InvalidName, format!("topic name {e}"));
         } else if !topics.contains_key(name) {
-            errs.push(field, Reason::UnknownTopic, format!("topic {name:?} does not exist in this namespace"));
+            errs.push(
+                field,
+                Reason::UnknownTopic,
+                format!("topic {name:?} does not exist in this namespace"),
+            );
         }
     };
 
@@ -86,7 +102,11 @@ fn compile_one(
                     Reason::InvalidSpec,
                     format!("scheme {:?} is not http or https, or the host is missing", u.scheme()),
                 ),
-                Err(e) => errs.push("spec.sink.webhook.url", Reason::InvalidSpec, format!("invalid URL: {e}")),
+                Err(e) => errs.push(
+                    "spec.sink.webhook.url",
+                    Reason::InvalidSpec,
+                    format!("invalid URL: {e}"),
+                ),
             }
             let mut headers = w.headers.clone();
             if let Some(from) = &w.headers_from {
@@ -119,7 +139,11 @@ fn compile_one(
             }
             let timeout_ms = w.timeout.map_or(2_000, |d| d.as_millis_u64());
             if timeout_ms == 0 {
-                errs.push("spec.sink.webhook.timeout", Reason::InvalidSpec, "must be greater than 0");
+                errs.push(
+                    "spec.sink.webhook.timeout",
+                    Reason::InvalidSpec,
+                    "must be greater than 0",
+                );
             }
             let retry = w.retry.clone().unwrap_or_default();
             let retry = RetryConfig {
@@ -128,7 +152,11 @@ fn compile_one(
                 max_interval_ms: retry.max_interval.map_or(10_000, |d| d.as_millis_u64()),
             };
             if retry.max_attempts == 0 {
-                errs.push("spec.sink.webhook.retry.maxAttempts", Reason::InvalidSpec, "must be at least 1");
+                errs.push(
+                    "spec.sink.webhook.retry.maxAttempts",
+                    Reason::InvalidSpec,
+                    "must be at least 1",
+                );
             }
             if retry.initial_interval_ms > retry.max_interval_ms {
                 errs.push(
@@ -193,10 +221,10 @@ fn reaches(graph: &BTreeMap<String, BTreeSet<String>>, start: &str, target: &str
         if t == target {
             return true;
         }
-        if seen.insert(t.clone()) {
-            if let Some(next) = graph.get(&t) {
-                stack.extend(next.iter().cloned());
-            }
+        if seen.insert(t.clone())
+            && let Some(next) = graph.get(&t)
+        {
+            stack.extend(next.iter().cloned());
         }
     }
     false

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
 
+use super::error::CompileError;
 use super::error::{Errors, Reason};
 use super::policy::CompiledPolicy;
 use super::{CompileInput, resource_ref};
@@ -12,10 +13,9 @@ use crate::config::{
     ContentConfig, DeletionPolicyConfig, DeliveryConfig, QueueClass, ResourceRef, RetentionConfig, TopicConfig,
     TopicLimits,
 };
+use crate::crd::Topic;
 use crate::crd::common::AccessRule;
 use crate::crd::topic::Guarantee;
-use super::error::CompileError;
-use crate::crd::Topic;
 use crate::pattern::validate_name;
 use crate::priority::Priority;
 
@@ -35,12 +35,20 @@ pub(crate) struct TopicDraft {
 fn check_access(rule: &AccessRule, field: &str, errs: &mut Errors<'_>) {
     for (i, role) in rule.roles.iter().enumerate() {
         if role.trim().is_empty() {
-            errs.push(format!("{field}.roles[{i}]"), Reason::InvalidSpec, "role must not be empty");
+            errs.push(
+                format!("{field}.roles[{i}]"),
+                Reason::InvalidSpec,
+                "role must not be empty",
+            );
         }
     }
     for key in rule.claims.keys() {
         if key.trim().is_empty() {
-            errs.push(format!("{field}.claims"), Reason::InvalidSpec, "claim name must not be empty");
+            errs.push(
+                format!("{field}.claims"),
+                Reason::InvalidSpec,
+                "claim name must not be empty",
+            );
         }
     }
 }
@@ -65,13 +73,17 @@ fn compile_one(t: &Topic, errs: &mut Errors<'_>) -> TopicConfig {
     }
 
     let retention = spec.retention.clone().unwrap_or_default();
-    let max_age_ms = retention.max_age.map_or(DEFAULT_RETENTION_AGE_MS, |d| d.as_millis_u64());
+    let max_age_ms = retention
+        .max_age
+        .map_or(DEFAULT_RETENTION_AGE_MS, |d| d.as_millis_u64());
     if retention.max_age.is_some() && max_age_ms == 0 {
         errs.push("spec.retention.maxAge", Reason::InvalidSpec, "must be greater than 0");
     }
 
     let delivery = spec.delivery.clone().unwrap_or_default();
-    let ack_timeout_ms = delivery.ack_timeout.map_or(DEFAULT_ACK_TIMEOUT_MS, |d| d.as_millis_u64());
+    let ack_timeout_ms = delivery
+        .ack_timeout
+        .map_or(DEFAULT_ACK_TIMEOUT_MS, |d| d.as_millis_u64());
     if ack_timeout_ms < MIN_ACK_TIMEOUT_MS {
         errs.push(
             "spec.delivery.ackTimeout",
@@ -81,7 +93,11 @@ fn compile_one(t: &Topic, errs: &mut Errors<'_>) -> TopicConfig {
     }
     if let Some(dlq) = &delivery.dead_letter_topic {
         if let Err(e) = validate_name(dlq) {
-            errs.push("spec.delivery.deadLetterTopic", Reason::InvalidName, format!("topic name {e}"));
+            errs.push(
+                "spec.delivery.deadLetterTopic",
+                Reason::InvalidName,
+                format!("topic name {e}"),
+            );
         } else if *dlq == name {
             errs.push(
                 "spec.delivery.deadLetterTopic",
@@ -98,10 +114,14 @@ fn compile_one(t: &Topic, errs: &mut Errors<'_>) -> TopicConfig {
         check_access(p, "spec.access.publish", errs);
     }
 
-    if let Some(schema) = &spec.schema {
-        if let Err(e) = jsonschema::validator_for(schema) {
-            errs.push("spec.schema", Reason::InvalidSchema, format!("invalid JSON Schema: {e}"));
-        }
+    if let Some(schema) = &spec.schema
+        && let Err(e) = jsonschema::validator_for(schema)
+    {
+        errs.push(
+            "spec.schema",
+            Reason::InvalidSchema,
+            format!("invalid JSON Schema: {e}"),
+        );
     }
 
     TopicConfig {
@@ -142,14 +162,18 @@ pub(crate) fn compile_own(input: &CompileInput, errors: &mut Vec<CompileError>) 
         let resource = resource_ref(t, &input.namespace);
         let mut errs = Errors::new(&resource);
         let config = compile_one(t, &mut errs);
-        if errs.is_empty() {
-            if let Some(first) = by_name.get(&config.name) {
-                errs.push(
-                    if t.spec.name.is_some() { "spec.name" } else { "metadata.name" },
-                    Reason::DuplicateTopic,
-                    format!("topic {:?} is already defined by Topic {first:?}", config.name),
-                );
-            }
+        if errs.is_empty()
+            && let Some(first) = by_name.get(&config.name)
+        {
+            errs.push(
+                if t.spec.name.is_some() {
+                    "spec.name"
+                } else {
+                    "metadata.name"
+                },
+                Reason::DuplicateTopic,
+                format!("topic {:?} is already defined by Topic {first:?}", config.name),
+            );
         }
         if errs.is_empty() {
             by_name.insert(config.name.clone(), resource.name.clone());

@@ -113,7 +113,8 @@ pub struct RateLimits {
     pub per_user: Option<RateLimit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_device: Option<RateLimit>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Wire name `perIP`, as in the design's manifests (camelCase would give `perIp`).
+    #[serde(rename = "perIP", default, skip_serializing_if = "Option::is_none")]
     pub per_ip: Option<RateLimit>,
 }
 

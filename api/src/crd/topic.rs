@@ -37,7 +37,10 @@ use crate::priority::Priority;
 pub struct TopicSpec {
     /// Topic name used on the wire; defaults to `metadata.name`. Dots allowed (`chat.room-42`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 200), regex(pattern = r"^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$"))]
+    #[schemars(
+        length(min = 1, max = 200),
+        regex(pattern = r"^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$")
+    )]
     pub name: Option<String>,
     /// Priority of events published without one. Default `normal`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

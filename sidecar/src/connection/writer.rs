@@ -1,0 +1,212 @@
+//! The write half of a connection: drains the outbox in batches (many frames, one
+//! flush), sends heartbeats, enforces the idle timeout and token expiry, redelivers
+//! unacked events and dead-letters them after their retries, and on shutdown flushes
+//! what is queued before a `disconnect` with `reconnect: true`.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use eventcast_api::protocol::{PublishRequest, ServerFrame, disconnect_code};
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use serde_json::json;
+use tokio::time::{sleep_until, timeout};
+
+use super::acks::Due;
+use super::outbox::{CloseReason, Outgoing};
+use super::session::Shared;
+use crate::event::{SharedEvent, unix_ms};
+use crate::publish::Origin;
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// How long shutdown waits for a connection's queue to drain.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
+
+#[derive(Debug)]
+struct WriteError;
+
+async fn write_batch(
+    sink: &mut Sink,
+    shared: &Shared,
+    batch: &mut Vec<Outgoing>,
+    flush_timeout: Duration,
+) -> Result<(), WriteError> {
+    let metrics = &shared.state.metrics;
+    let now = Instant::now();
+    for item in batch.drain(..) {
+        let msg = match item {
+            Outgoing::Control(text) => Message::Text(text),
+            Outgoing::Event(ev) => {
+                let class = ev.priority().index();
+                ev.metrics.events_out[class].inc();
+                metrics.delivery_latency[class].observe(now.duration_since(ev.received_at).as_secs_f64());
+                if ev.ack.is_some() {
+                    shared.acks.lock().on_sent(&ev, now);
+                }
+                Message::Text(ev.frame.clone())
+            }
+        };
+        sink.feed(msg).await.map_err(|_| WriteError)?;
+    }
+    match timeout(flush_timeout, sink.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(WriteError),
+    }
+}
+
+/// Writes everything queued now; `Err` when the socket is gone or stuck.
+async fn drain(
+    sink: &mut Sink,
+    shared: &Shared,
+    batch: &mut Vec<Outgoing>,
+    max_batch: usize,
+    flush_timeout: Duration,
+) -> Result<(), WriteError> {
+    loop {
+        if shared.info.outbox.take_batch(max_batch, unix_ms(), batch) == 0 {
+            return Ok(());
+        }
+        write_batch(sink, shared, batch, flush_timeout).await?;
+    }
+}
+
+async fn send_disconnect(sink: &mut Sink, reason: &CloseReason) {
+    let frame = ServerFrame::Disconnect {
+        code: reason.code,
+        reason: reason.reason.clone(),
+        reconnect: reason.reconnect,
+    };
+    let close = CloseFrame {
+        code: reason.code,
+        // Close-frame reasons are limited to 123 bytes; the JSON frame carries the full text.
+        reason: Utf8Bytes::from(truncate(&reason.reason, 120)),
+    };
+    let _ = timeout(Duration::from_secs(1), async {
+        sink.feed(Message::Text(Utf8Bytes::from(frame.to_json()))).await?;
+        sink.feed(Message::Close(Some(close))).await?;
+        sink.flush().await
+    })
+    .await;
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+async fn dead_letter(shared: &Shared, ev: &SharedEvent, sends: u32) {
+    ev.metrics.dead_lettered.inc();
+    let Some(dlq) = ev.ack.as_ref().and_then(|a| a.dead_letter_topic.clone()) else {
+        tracing::warn!(topic = %ev.topic, offset = ev.offset, "event exhausted its retries; no dead-letter topic configured");
+        return;
+    };
+    let req = PublishRequest {
+        event_type: "eventcast.deadletter".to_owned(),
+        data: json!({
+            "topic": &*ev.topic,
+            "offset": ev.offset,
+            "epoch": &*ev.epoch,
+            "deliveries": sends,
+            "session": &*shared.info.session,
+            "event": &ev.stored.event,
+        }),
+        priority: Some(ev.priority()),
+        source: Some("eventcast".to_owned()),
+        correlation_id: ev.stored.event.correlation_id.clone(),
+        causation_id: Some(ev.stored.event.id.clone()),
+        ..PublishRequest::default()
+    };
+    if let Err(e) = shared.state.publisher.publish(&dlq, req, Origin::Internal).await {
+        tracing::error!(topic = %ev.topic, offset = ev.offset, dead_letter_topic = %dlq, error = %e, "dead-lettering failed");
+    }
+}
+
+/// Runs until the connection closes.
+pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
+    let outbox = shared.info.outbox.clone();
+    let conn = shared.state.config.get().compiled.connection.clone();
+    let heartbeat = Duration::from_millis(conn.heartbeat_interval_ms.max(100));
+    let idle_timeout = Duration::from_millis(conn.idle_timeout_ms.max(200));
+    let max_batch = conn.max_batch.max(1) as usize;
+    let flush_timeout = idle_timeout;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let mut batch = Vec::new();
+    let shutdown = shared.state.shutdown.clone();
+
+    loop {
+        if drain(&mut sink, shared, &mut batch, max_batch, flush_timeout)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if let Some(reason) = outbox.closing() {
+            send_disconnect(&mut sink, &reason).await;
+            return;
+        }
+        let next_ack = shared.acks.lock().next_deadline();
+        let ack_at = next_ack.map_or_else(
+            || tokio::time::Instant::now() + FAR_FUTURE,
+            tokio::time::Instant::from_std,
+        );
+        let expiry = shared.token_expiry.load(Ordering::Acquire);
+        let expiry_at = if expiry == 0 {
+            tokio::time::Instant::now() + FAR_FUTURE
+        } else {
+            let left = (expiry * 1000).saturating_sub(unix_ms());
+            tokio::time::Instant::now() + Duration::from_millis(left)
+        };
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {
+                let _ = timeout(SHUTDOWN_DRAIN, drain(&mut sink, shared, &mut batch, max_batch, flush_timeout)).await;
+                let reason = CloseReason {
+                    code: disconnect_code::SHUTDOWN,
+                    reason: "server shutting down; reconnect and recover".to_owned(),
+                    reconnect: true,
+                };
+                outbox.close(reason.clone());
+                send_disconnect(&mut sink, &reason).await;
+                return;
+            }
+            () = outbox.notified() => {}
+            _ = ticker.tick() => {
+                let silent = unix_ms().saturating_sub(shared.last_seen.load(Ordering::Relaxed));
+                if silent > idle_timeout.as_millis() as u64 {
+                    outbox.close(CloseReason {
+                        code: disconnect_code::IDLE_TIMEOUT,
+                        reason: format!("no frames from the client for {}s", silent / 1000),
+                        reconnect: true,
+                    });
+                } else if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                    return;
+                }
+            }
+            () = sleep_until(ack_at) => {
+                let due = shared.acks.lock().take_due(Instant::now());
+                for d in due {
+                    match d {
+                        Due::Redeliver(ev) => {
+                            ev.metrics.redeliveries.inc();
+                            outbox.enqueue(ev);
+                        }
+                        Due::DeadLetter { ev, sends } => dead_letter(shared, &ev, sends).await,
+                    }
+                }
+            }
+            () = sleep_until(expiry_at) => {
+                outbox.close(CloseReason {
+                    code: disconnect_code::TOKEN_EXPIRED,
+                    reason: "token expired; reconnect with a fresh token".to_owned(),
+                    reconnect: true,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Events inside the sidecar. A [`StoredEvent`] is what a backend keeps in history; a
+//! [`SharedEvent`] is a stored event at its position in a topic with its `event` frame
+//! serialized exactly once, shared (`Arc`) by every connection it is delivered to.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::Utf8Bytes;
+use eventcast_api::Priority;
+use eventcast_api::filter::EventView;
+use eventcast_api::protocol::{DeliveredEvent, Targets};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::TopicMetrics;
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// An accepted event as kept in history (and, later, in Redis).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    pub event: DeliveredEvent,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Targets>,
+    /// Unix ms after which the event is no longer delivered (from `ttlMs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    /// Unix ms when the sidecar accepted it.
+    pub published_at_ms: u64,
+}
+
+impl StoredEvent {
+    pub fn is_expired_at(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|t| now_ms >= t)
+    }
+}
+
+/// Redelivery settings of an `atLeastOnce` topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AckPolicy {
+    pub timeout: std::time::Duration,
+    pub max_retries: u32,
+    pub dead_letter_topic: Option<String>,
+}
+
+/// Wire shape of an `event` frame, borrowed so it serializes without copying.
+#[derive(Serialize)]
+struct EventFrame<'a> {
+    op: &'static str,
+    topic: &'a str,
+    offset: u64,
+    epoch: &'a str,
+    event: &'a DeliveredEvent,
+}
+
+/// A stored event at its position, ready to deliver.
+#[derive(Debug)]
+pub struct SharedEvent {
+    pub topic: Arc<str>,
+    pub offset: u64,
+    pub epoch: Arc<str>,
+    pub stored: StoredEvent,
+    /// The complete `event` frame.
+    pub frame: Utf8Bytes,
+    /// When this sidecar built the frame: start of delivery latency.
+    pub received_at: Instant,
+    /// Queue length allowed for this event's class on each connection (from the topic's policy).
+    pub queue_cap: u32,
+    /// Ack settings when connections must track acks for it (`atLeastOnce` topic and `requiresAck`).
+    pub ack: Option<Arc<AckPolicy>>,
+    pub metrics: Arc<TopicMetrics>,
+}
+
+impl SharedEvent {
+    pub fn new(
+        topic: Arc<str>,
+        offset: u64,
+        epoch: Arc<str>,
+        stored: StoredEvent,
+        queue_cap: u32,
+        ack: Option<Arc<AckPolicy>>,
+        metrics: Arc<TopicMetrics>,
+    ) -> Self {
+        let frame = serde_json::to_string(&EventFrame {
+            op: "event",
+            topic: &topic,
+            offset,
+            epoch: &epoch,
+            event: &stored.event,
+        })
+        // Only string-keyed maps and finite numbers reach here (parsed from JSON).
+        .unwrap_or_default();
+        Self {
+            topic,
+            offset,
+            epoch,
+            stored,
+            frame: Utf8Bytes::from(frame),
+            received_at: Instant::now(),
+            queue_cap,
+            ack,
+            metrics,
+        }
+    }
+
+    pub fn priority(&self) -> Priority {
+        self.stored.event.priority
+    }
+
+    pub fn view(&self) -> EventView<'_> {
+        let e = &self.stored.event;
+        EventView {
+            topic: &self.topic,
+            id: &e.id,
+            event_type: &e.event_type,
+            source: e.source.as_deref(),
+            priority: e.priority,
+            correlation_id: e.correlation_id.as_deref(),
+            causation_id: e.causation_id.as_deref(),
+            data: &e.data,
+        }
+    }
+
+    /// Whether a connection with this identity is among the event's targets.
+    pub fn targets_match(&self, user: Option<&str>, device: Option<&str>, session: &str) -> bool {
+        match &self.stored.targets {
+            None => true,
+            Some(t) if t.is_empty() => true,
+            Some(t) => {
+                user.is_some_and(|u| t.users.iter().any(|x| x == u))
+                    || device.is_some_and(|d| t.devices.iter().any(|x| x == d))
+                    || t.sessions.iter().any(|x| x == session)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stored(targets: Option<Targets>) -> StoredEvent {
+        StoredEvent {
+            event: DeliveredEvent {
+                id: "e1".into(),
+                event_type: "message.sent".into(),
+                time: "2026-01-01T00:00:00Z".into(),
+                priority: Priority::High,
+                source: None,
+                data: json!({"text": "hi"}),
+                requires_ack: false,
+                correlation_id: None,
+                causation_id: None,
+            },
+            targets,
+            expires_at_ms: Some(10),
+            published_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn frame_is_the_documented_event_frame() {
+        let ev = SharedEvent::new(
+            "chat".into(),
+            7,
+            "e1".into(),
+            stored(None),
+            10,
+            None,
+            TopicMetrics::detached("chat"),
+        );
+        let v: serde_json::Value = serde_json::from_str(ev.frame.as_str()).expect("json");
+        assert_eq!(v["op"], "event");
+        assert_eq!(v["topic"], "chat");
+        assert_eq!(v["offset"], 7);
+        assert_eq!(v["epoch"], "e1");
+        assert_eq!(v["event"]["type"], "message.sent");
+        assert_eq!(v["event"]["priority"], "high");
+        assert_eq!(v["event"]["requiresAck"], false);
+        assert!(ev.stored.is_expired_at(10));
+        assert!(!ev.stored.is_expired_at(9));
+    }
+
+    #[test]
+    fn targets_match_any_listed_identity() {
+        let m = TopicMetrics::detached("t");
+        let open = SharedEvent::new("t".into(), 1, "e".into(), stored(None), 1, None, m.clone());
+        assert!(open.targets_match(None, None, "s1"));
+        let t = Targets {
+            users: vec!["alice".into()],
+            devices: vec!["d9".into()],
+            sessions: vec!["s2".into()],
+        };
+        let ev = SharedEvent::new("t".into(), 1, "e".into(), stored(Some(t)), 1, None, m);
+        assert!(ev.targets_match(Some("alice"), None, "s1"));
+        assert!(ev.targets_match(Some("bob"), Some("d9"), "s1"));
+        assert!(ev.targets_match(None, None, "s2"));
+        assert!(!ev.targets_match(Some("bob"), Some("d1"), "s1"));
+        assert!(!ev.targets_match(None, None, "s1"));
+    }
+}

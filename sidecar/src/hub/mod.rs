@@ -1,0 +1,104 @@
+//! The hub: which local connections are subscribed to which topic, and fan-out of each
+//! event to them.
+//!
+//! Subscriber lists are copy-on-write (`ArcSwap`): fan-out reads a snapshot without
+//! locking, subscribe/unsubscribe (rare by comparison) replace the list under a per-topic
+//! edit lock. An event's frame was serialized once before it gets here; each delivery
+//! is a filter check and an `Arc` clone pushed into the connection's outbox.
+
+mod subscriber;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::{Mutex, RwLock};
+
+pub use subscriber::{Subscriber, SubscriberFilter};
+
+use crate::event::SharedEvent;
+
+#[derive(Debug, Default)]
+struct Channel {
+    subscribers: ArcSwap<Vec<Arc<Subscriber>>>,
+    edit: Mutex<()>,
+}
+
+/// Local subscriptions by topic.
+#[derive(Debug, Default)]
+pub struct Hub {
+    channels: RwLock<HashMap<Arc<str>, Arc<Channel>>>,
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn channel(&self, topic: &str) -> Arc<Channel> {
+        if let Some(c) = self.channels.read().get(topic) {
+            return c.clone();
+        }
+        self.channels.write().entry(Arc::from(topic)).or_default().clone()
+    }
+
+    /// Adds a subscriber (replacing one of the same connection). Returns true when it is
+    /// the topic's first local subscriber (a backend may start listening then).
+    pub fn add(&self, topic: &str, sub: Arc<Subscriber>) -> bool {
+        let ch = self.channel(topic);
+        let _edit = ch.edit.lock();
+        let cur = ch.subscribers.load();
+        let mut next: Vec<Arc<Subscriber>> = cur.iter().filter(|s| s.conn_id != sub.conn_id).cloned().collect();
+        let first = next.is_empty();
+        next.push(sub);
+        ch.subscribers.store(Arc::new(next));
+        first
+    }
+
+    /// Removes a connection's subscriber. Returns (removed, now_empty).
+    pub fn remove(&self, topic: &str, conn_id: u64) -> (bool, bool) {
+        let Some(ch) = self.channels.read().get(topic).cloned() else {
+            return (false, true);
+        };
+        let _edit = ch.edit.lock();
+        let cur = ch.subscribers.load();
+        let next: Vec<Arc<Subscriber>> = cur.iter().filter(|s| s.conn_id != conn_id).cloned().collect();
+        let removed = next.len() != cur.len();
+        let empty = next.is_empty();
+        ch.subscribers.store(Arc::new(next));
+        (removed, empty)
+    }
+
+    /// Delivers to every local subscriber that wants the event; returns how many got it.
+    pub fn fanout(&self, ev: &Arc<SharedEvent>) -> usize {
+        let Some(ch) = self.channels.read().get(&*ev.topic).cloned() else {
+            return 0;
+        };
+        let subs = ch.subscribers.load();
+        let mut delivered = 0;
+        for s in subs.iter() {
+            if s.wants(ev) {
+                s.deliver(ev);
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.channels
+            .read()
+            .get(topic)
+            .map_or(0, |c| c.subscribers.load().len())
+    }
+
+    /// Topics with at least one local subscriber.
+    pub fn active_topics(&self) -> Vec<String> {
+        self.channels
+            .read()
+            .iter()
+            .filter(|(_, c)| !c.subscribers.load().is_empty())
+            .map(|(t, _)| t.to_string())
+            .collect()
+    }
+}

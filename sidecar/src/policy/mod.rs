@@ -1,0 +1,14 @@
+//! Publish and connection policies the sidecar enforces: who a client is (JWT
+//! [`auth`]), what it may do ([`access`]), how fast ([`rate_limit`]), and what an
+//! event's payload may contain ([`content`] rules and the topic's JSON [`schema`]).
+//!
+//! Each module is pure (no I/O, no async) and is built from the compiled config of
+//! `eventcast-api`, so the hot path only evaluates precompiled rules.
+
+pub mod access;
+pub mod auth;
+pub mod content;
+pub mod rate_limit;
+pub mod schema;
+
+pub use auth::{AuthError, Authenticator, Identity};

@@ -1,0 +1,210 @@
+//! Starting and stopping a sidecar: bind the listeners, load the config, run the
+//! background tasks, and on shutdown stop accepting, let every connection drain and
+//! say `disconnect` (reconnect: true), then exit within the configured bound.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::backend::{Backend, MemoryBackend};
+use crate::config_source::manifests;
+use crate::hub::Hub;
+use crate::live_config::{ConfigStore, LiveConfig};
+use crate::metrics::Metrics;
+use crate::policy::rate_limit::RateLimits;
+use crate::settings::{BackendKind, Settings};
+use crate::state::SidecarState;
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("loading manifests: {0}")]
+    Config(#[from] manifests::LoadError),
+    #[error("binding {what} listener on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metrics: {0}")]
+    Metrics(String),
+}
+
+/// A started sidecar.
+#[derive(Debug)]
+pub struct Running {
+    pub state: Arc<SidecarState>,
+    pub public_addr: SocketAddr,
+    pub local_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    tasks: JoinSet<()>,
+    shutdown_timeout: Duration,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn serve(
+    tasks: &mut JoinSet<()>,
+    listener: TcpListener,
+    router: Router,
+    state: &Arc<SidecarState>,
+    what: &'static str,
+) {
+    let stop = state.shutdown.clone();
+    tasks.spawn(async move {
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(listener = what, error = %e, "listener failed");
+        }
+    });
+}
+
+/// Loads the config, binds the listeners and starts serving.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let metrics = Metrics::new().map_err(StartError::Metrics)?;
+    let live: LiveConfig = manifests::load_live(&settings.manifests, &settings.namespace, &metrics)?;
+    metrics.set_config_version(&live.version);
+    tracing::info!(version = %live.version, topics = live.topics.len(), dir = %settings.manifests.display(), "config loaded");
+    let store = Arc::new(ConfigStore::new(live));
+    let hub = Arc::new(Hub::new());
+    let backend = match settings.backend {
+        BackendKind::Memory => Backend::Memory(Arc::new(MemoryBackend::new(hub.clone()))),
+    };
+    let state = Arc::new(SidecarState::new(
+        settings.namespace.clone(),
+        settings.pod_name.clone(),
+        store.clone(),
+        backend,
+        hub,
+        Arc::new(RateLimits::new()),
+        metrics.clone(),
+    ));
+
+    let public = bind("public", settings.public).await?;
+    let local = bind("local", settings.local).await?;
+    let metrics_listener = bind("metrics", settings.metrics).await?;
+    let addr = |l: &TcpListener, fallback| l.local_addr().unwrap_or(fallback);
+    let public_addr = addr(&public, settings.public);
+    let local_addr = addr(&local, settings.local);
+    let metrics_addr = addr(&metrics_listener, settings.metrics);
+
+    let mut tasks = JoinSet::new();
+    serve(
+        &mut tasks,
+        public,
+        crate::http::public_router(state.clone()),
+        &state,
+        "public",
+    );
+    serve(
+        &mut tasks,
+        local,
+        crate::http::local_router(state.clone()),
+        &state,
+        "local",
+    );
+    serve(
+        &mut tasks,
+        metrics_listener,
+        crate::http::metrics_router(state.clone()),
+        &state,
+        "metrics",
+    );
+
+    let watch_state = state.clone();
+    let dir = settings.manifests.clone();
+    let ns = settings.namespace.clone();
+    let stop = state.shutdown.clone();
+    tasks.spawn(async move {
+        let backend = watch_state.backend.clone();
+        let on_applied = move |live: &LiveConfig| backend.retain_topics(&|t| live.topics.contains_key(t));
+        if let Err(e) = manifests::watch(dir, ns, store, metrics, on_applied, stop).await {
+            tracing::error!(error = %e, "manifest watcher stopped; config will not hot-reload");
+        }
+    });
+
+    let maint = state.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                () = maint.shutdown.cancelled() => return,
+                _ = tick.tick() => maint.limits.retain_recent(),
+            }
+        }
+    });
+
+    state.set_ready(true);
+    tracing::info!(%public_addr, %local_addr, %metrics_addr, backend = state.backend.name(), "eventcast sidecar serving");
+    Ok(Running {
+        state,
+        public_addr,
+        local_addr,
+        metrics_addr,
+        tasks,
+        shutdown_timeout: settings.shutdown_timeout,
+    })
+}
+
+impl Running {
+    /// Graceful shutdown; returns once connections drained or the timeout passed.
+    pub async fn shutdown(mut self) {
+        tracing::info!(
+            connections = self.state.connections.len(),
+            "shutting down: draining connections"
+        );
+        self.state.set_ready(false);
+        self.state.shutdown.cancel();
+        self.state.tracker.close();
+        let drained = tokio::time::timeout(self.shutdown_timeout, self.state.tracker.wait())
+            .await
+            .is_ok();
+        if !drained {
+            tracing::warn!(
+                left = self.state.connections.len(),
+                "shutdown timeout: closing remaining connections"
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+        tracing::info!("stopped");
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
