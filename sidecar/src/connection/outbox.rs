@@ -343,16 +343,16 @@ mod tests {
 
     #[test]
     fn byte_budget_sheds_lowest_class_first() {
-        let one = ev("x", 0, Priority::Normal, 100).frame.len();
+        let one = ev("hi", 1, Priority::Normal, 100).frame.len();
         let o = Outbox::new(one * 3);
         o.enqueue(ev("bg", 1, Priority::Background, 100));
-        o.enqueue(ev("low", 1, Priority::Low, 100));
+        o.enqueue(ev("lo", 1, Priority::Low, 100));
         o.enqueue(ev("hi", 1, Priority::High, 100));
         assert_eq!(o.enqueue(ev("hi", 2, Priority::High, 100)), Enqueued::QueuedWithShed(1));
         assert_eq!(o.enqueue(ev("hi", 3, Priority::High, 100)), Enqueued::QueuedWithShed(1));
         let frames = drain(&o);
         assert!(frames.contains(&r#"{"op":"lagged","topic":"bg","from":1,"to":1}"#.to_owned()));
-        assert!(frames.contains(&r#"{"op":"lagged","topic":"low","from":1,"to":1}"#.to_owned()));
+        assert!(frames.contains(&r#"{"op":"lagged","topic":"lo","from":1,"to":1}"#.to_owned()));
         assert_eq!(frames.iter().filter(|f| f.starts_with("hi@")).count(), 3);
     }
 
