@@ -115,6 +115,7 @@ impl MemoryBackend {
                 offset,
                 epoch: l.epoch.clone(),
                 duplicate: true,
+                event: None,
             };
         }
         let offset = l.next;
@@ -133,6 +134,7 @@ impl MemoryBackend {
             offset,
             epoch: l.epoch.clone(),
             duplicate: false,
+            event: Some(shared),
         }
     }
 

@@ -22,12 +22,14 @@ pub enum BackendError {
 }
 
 /// Result of appending an event.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Appended {
     pub offset: u64,
     pub epoch: Arc<str>,
     /// The idempotency key was seen before; offset/epoch are the original's.
     pub duplicate: bool,
+    /// The event as appended (`None` for a duplicate), for server-side subscriptions.
+    pub event: Option<Arc<SharedEvent>>,
 }
 
 /// A slice of history.
