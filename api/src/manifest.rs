@@ -112,6 +112,14 @@ pub fn parse_manifests(namespace: &str, sources: &[(String, String)]) -> Result<
                 continue;
             }
             let what = format!("{kind} {name:?}");
+            let mut value = value;
+            // Every Topic field is optional, so `spec` may be left out entirely.
+            if kind == "Topic"
+                && let serde_yaml::Value::Mapping(m) = &mut value
+            {
+                m.entry("spec".into())
+                    .or_insert_with(|| serde_yaml::Value::Mapping(serde_yaml::Mapping::new()));
+            }
             if api_version == API_VERSION || (api_version == "v1" && kind == "Secret") {
                 let key = (api_version.clone(), kind.clone(), name.clone());
                 if let Some((first_source, first_document)) = defined.get(&key) {
@@ -205,6 +213,17 @@ metadata: {name: unrelated}
         assert!(errs[0].message.contains("retension"), "{}", errs[0]);
         assert_eq!(errs[1].document, 2);
         assert!(errs[1].message.contains("forever"), "{}", errs[1]);
+    }
+
+    #[test]
+    fn a_topic_needs_no_spec() {
+        let set = parse_manifests(
+            "default",
+            &src("apiVersion: eventcast.dev/v1alpha1\nkind: Topic\nmetadata: {name: bare}\n"),
+        )
+        .expect("parses");
+        assert_eq!(set.input.topics.len(), 1);
+        assert_eq!(set.input.topics[0].spec, crate::crd::TopicSpec::default());
     }
 
     #[test]

@@ -14,5 +14,6 @@ pub mod policy;
 pub mod publish;
 pub mod server;
 pub mod settings;
+pub mod sinks;
 pub mod state;
 pub mod telemetry;

@@ -103,6 +103,10 @@ impl LiveConfig {
             topics.insert(t.name.clone(), Arc::new(LiveTopic::new(t.clone(), metrics)?));
         }
         let auth = Authenticator::new(&compiled.auth).map_err(|e| LiveConfigError::Auth(e.to_string()))?;
+        if compiled.connection.compression {
+            // permessage-deflate is not available in the WebSocket stack this sidecar uses.
+            tracing::warn!("a BroadcastPolicy enables compression; this sidecar sends frames uncompressed");
+        }
         Ok(Self {
             version: compiled.version(),
             max_frame_bytes: max_event.max(4096) + 16 * 1024,

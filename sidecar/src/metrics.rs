@@ -45,6 +45,25 @@ impl TopicMetrics {
     }
 }
 
+/// Handles for one server-side subscription; counts are of events.
+#[derive(Clone, Debug)]
+pub struct SubscriptionMetrics {
+    /// Accepted by the webhook (2xx).
+    pub delivered: IntCounter,
+    /// Republished into the destination topic.
+    pub routed: IntCounter,
+    /// Published to the dead-letter topic after the webhook refused or never answered.
+    pub dead_lettered: IntCounter,
+    /// Lost: no dead-letter topic, or the dead letter or routed copy could not be published.
+    pub failed: IntCounter,
+    /// Skipped because the event's TTL passed before delivery.
+    pub expired: IntCounter,
+    /// Failed webhook attempts that were retried.
+    pub retries: IntCounter,
+    /// Matched but never delivered (queue full, subscription removed, shutdown).
+    pub dropped: IntCounter,
+}
+
 /// The sidecar's registry and metric families.
 #[derive(Debug)]
 pub struct Metrics {
@@ -71,6 +90,8 @@ pub struct Metrics {
     pub config_info: IntGaugeVec,
     pub backend_errors: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
+    pub subscription_dropped: IntCounterVec,
+    pub subscription_retries: IntCounterVec,
     topics: RwLock<HashMap<String, Arc<TopicMetrics>>>,
 }
 
@@ -256,6 +277,26 @@ impl Metrics {
                     &["subscription", "result"]
                 )
             ),
+            subscription_dropped: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "eventcast_subscription_dropped_total",
+                        "Events a server-side subscription matched but never delivered (queue full, subscription removed, shutdown)"
+                    ),
+                    &["subscription"]
+                )
+            ),
+            subscription_retries: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "eventcast_subscription_retries_total",
+                        "Webhook delivery attempts that failed and were retried"
+                    ),
+                    &["subscription"]
+                )
+            ),
             registry: r,
             topics: RwLock::new(HashMap::new()),
         }))
@@ -282,6 +323,20 @@ impl Metrics {
                 })
             })
             .clone()
+    }
+
+    /// Handles for one server-side subscription.
+    pub fn subscription(&self, name: &str) -> SubscriptionMetrics {
+        let result = |r: &str| self.webhook_deliveries.with_label_values(&[name, r]);
+        SubscriptionMetrics {
+            delivered: result("delivered"),
+            routed: result("routed"),
+            dead_lettered: result("dead_lettered"),
+            failed: result("failed"),
+            expired: result("expired"),
+            retries: self.subscription_retries.with_label_values(&[name]),
+            dropped: self.subscription_dropped.with_label_values(&[name]),
+        }
     }
 
     /// Prometheus text exposition.

@@ -20,6 +20,7 @@ use crate::live_config::{ConfigStore, LiveTopic};
 use crate::metrics::Metrics;
 use crate::policy::rate_limit::{Limited, RateLimits};
 use crate::policy::{Identity, access, content};
+use crate::sinks::SinkRunner;
 
 /// Longest client-given event id.
 const MAX_ID_LEN: usize = 256;
@@ -150,6 +151,8 @@ pub struct Publisher {
     pub backend: Backend,
     pub limits: Arc<RateLimits>,
     pub metrics: Arc<Metrics>,
+    /// Server-side subscriptions, run for the events this sidecar accepts.
+    pub sinks: Arc<SinkRunner>,
 }
 
 impl Publisher {
@@ -190,6 +193,10 @@ impl Publisher {
         let appended = self.backend.append(&topic, stored, dedup).await?;
         if !appended.duplicate {
             topic.metrics.events_in[priority.index()].inc();
+        }
+        // The origin sidecar runs the subscriptions; dispatch only queues, never waits.
+        if let Some(ev) = &appended.event {
+            self.sinks.dispatch(ev);
         }
         Ok(PublishAccepted {
             id,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -62,6 +63,12 @@ fn serve(
     let stop = state.shutdown.clone();
     tasks.spawn(async move {
         let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        // Small frames must leave at once: Nagle plus delayed ACKs adds up to 40 ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "setting TCP_NODELAY");
+            }
+        });
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
@@ -91,6 +98,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         Arc::new(RateLimits::new()),
         metrics.clone(),
     ));
+
+    // Subscription workers exist before the first publish can arrive.
+    let sinks_watch = state.publisher.sinks.start(state.shutdown.clone());
 
     let public = bind("public", settings.public).await?;
     let local = bind("local", settings.local).await?;
@@ -134,6 +144,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             tracing::error!(error = %e, "manifest watcher stopped; config will not hot-reload");
         }
     });
+
+    tasks.spawn(sinks_watch);
 
     let maint = state.clone();
     tasks.spawn(async move {
@@ -181,6 +193,8 @@ impl Running {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
+        // Listeners are closed: no more publishes. Flush subscription deliveries (bounded).
+        self.state.publisher.sinks.shutdown().await;
         self.tasks.abort_all();
         tracing::info!("stopped");
     }

@@ -14,6 +14,7 @@ use crate::live_config::ConfigStore;
 use crate::metrics::Metrics;
 use crate::policy::rate_limit::RateLimits;
 use crate::publish::Publisher;
+use crate::sinks::SinkRunner;
 
 /// Everything request handlers and sessions share.
 #[derive(Debug)]
@@ -46,11 +47,13 @@ impl SidecarState {
         limits: Arc<RateLimits>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let publisher = Arc::new(Publisher {
+        // The sinks publish routed events and dead letters through the publisher that owns them.
+        let publisher = Arc::new_cyclic(|publisher| Publisher {
             config: config.clone(),
             backend: backend.clone(),
             limits: limits.clone(),
             metrics: metrics.clone(),
+            sinks: Arc::new(SinkRunner::new(publisher.clone(), config.clone(), metrics.clone())),
         });
         Self {
             namespace,

@@ -110,7 +110,7 @@ pub async fn serve(state: Arc<SidecarState>, socket: WebSocket, ip: IpAddr, pre_
         () = write_loop(sink, &shared) => {}
     }
 
-    reader.subs.clear(&shared).await;
+    Box::pin(reader.subs.clear(&shared)).await;
     state.connections.remove(info.id);
     state.connections.release();
     state.metrics.connections.dec();
@@ -160,7 +160,9 @@ impl Reader<'_> {
                     let Some(msg) = msg else { return };
                     self.shared.last_seen.store(unix_ms(), Ordering::Relaxed);
                     match msg {
-                        Ok(Message::Text(text)) => self.handle_text(text.as_str()).await,
+                        // Boxed: the rarely-used request handling must not enlarge every idle
+                        // connection's state machine by its biggest await.
+                        Ok(Message::Text(text)) => Box::pin(self.handle_text(text.as_str())).await,
                         Ok(Message::Binary(_)) => self.reply(&ServerFrame::err(
                             None,
                             error_code::BAD_REQUEST,
@@ -188,7 +190,7 @@ impl Reader<'_> {
                     if changed.is_err() {
                         return;
                     }
-                    self.subs.resync(self.shared, self.identity.as_deref()).await;
+                    Box::pin(self.subs.resync(self.shared, self.identity.as_deref())).await;
                 }
             }
         }

@@ -127,6 +127,16 @@ async fn dead_letter(shared: &Shared, ev: &SharedEvent, sends: u32) {
     }
 }
 
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + FAR_FUTURE
+}
+
+/// When a token expiring at `expiry` (unix seconds) runs out.
+fn expiry_deadline(expiry: u64) -> tokio::time::Instant {
+    let left = expiry.saturating_mul(1000).saturating_sub(unix_ms());
+    tokio::time::Instant::now() + Duration::from_millis(left)
+}
+
 /// Runs until the connection closes.
 pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
     let outbox = shared.info.outbox.clone();
@@ -134,6 +144,8 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
     let heartbeat = Duration::from_millis(conn.heartbeat_interval_ms.max(100));
     let idle_timeout = Duration::from_millis(conn.idle_timeout_ms.max(200));
     let max_batch = conn.max_batch.max(1) as usize;
+    // Batching.maxDelay: after a wake-up, wait briefly so more frames share one write.
+    let coalesce = Duration::from_millis(conn.max_batch_delay_ms);
     let flush_timeout = idle_timeout;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut batch = Vec::new();
@@ -147,35 +159,34 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
             return;
         }
         if let Some(reason) = outbox.closing() {
-            send_disconnect(&mut sink, &reason).await;
+            Box::pin(send_disconnect(&mut sink, &reason)).await;
             return;
         }
+        // Timers are armed only when needed: a Sleep registered and cancelled on every
+        // wake-up costs more than the frame write on a busy connection.
         let next_ack = shared.acks.lock().next_deadline();
-        let ack_at = next_ack.map_or_else(
-            || tokio::time::Instant::now() + FAR_FUTURE,
-            tokio::time::Instant::from_std,
-        );
         let expiry = shared.token_expiry.load(Ordering::Acquire);
-        let expiry_at = if expiry == 0 {
-            tokio::time::Instant::now() + FAR_FUTURE
-        } else {
-            let left = (expiry * 1000).saturating_sub(unix_ms());
-            tokio::time::Instant::now() + Duration::from_millis(left)
-        };
         tokio::select! {
             biased;
             () = shutdown.cancelled() => {
-                let _ = timeout(SHUTDOWN_DRAIN, drain(&mut sink, shared, &mut batch, max_batch, flush_timeout)).await;
+                let _ = Box::pin(timeout(SHUTDOWN_DRAIN, drain(&mut sink, shared, &mut batch, max_batch, flush_timeout))).await;
                 let reason = CloseReason {
                     code: disconnect_code::SHUTDOWN,
                     reason: "server shutting down; reconnect and recover".to_owned(),
                     reconnect: true,
                 };
                 outbox.close(reason.clone());
-                send_disconnect(&mut sink, &reason).await;
+                Box::pin(send_disconnect(&mut sink, &reason)).await;
                 return;
             }
-            () = outbox.notified() => {}
+            () = outbox.notified() => {
+                if !coalesce.is_zero() {
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(coalesce) => {}
+                    }
+                }
+            }
             _ = ticker.tick() => {
                 let silent = unix_ms().saturating_sub(shared.last_seen.load(Ordering::Relaxed));
                 if silent > idle_timeout.as_millis() as u64 {
@@ -188,7 +199,7 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
                     return;
                 }
             }
-            () = sleep_until(ack_at) => {
+            () = sleep_until(next_ack.map_or_else(far_future, tokio::time::Instant::from_std)), if next_ack.is_some() => {
                 let due = shared.acks.lock().take_due(Instant::now());
                 for d in due {
                     match d {
@@ -196,11 +207,11 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
                             ev.metrics.redeliveries.inc();
                             outbox.enqueue(ev);
                         }
-                        Due::DeadLetter { ev, sends } => dead_letter(shared, &ev, sends).await,
+                        Due::DeadLetter { ev, sends } => Box::pin(dead_letter(shared, &ev, sends)).await,
                     }
                 }
             }
-            () = sleep_until(expiry_at) => {
+            () = sleep_until(expiry_deadline(expiry)), if expiry != 0 => {
                 outbox.close(CloseReason {
                     code: disconnect_code::TOKEN_EXPIRED,
                     reason: "token expired; reconnect with a fresh token".to_owned(),
