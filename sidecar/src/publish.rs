@@ -34,7 +34,6 @@ pub enum Origin<'a> {
     Local {
         user: Option<&'a str>,
         device: Option<&'a str>,
-        ip: Option<IpAddr>,
     },
     /// A WebSocket client, subject to the topic's publish rule.
     Client { identity: Option<&'a Identity>, ip: IpAddr },
@@ -226,9 +225,9 @@ impl Publisher {
         };
         match origin {
             Origin::Internal => Ok(()),
-            Origin::Local { user, device, ip } => self
+            Origin::Local { user, device } => self
                 .limits
-                .check_publish(&topic.config.limits, user, device, ip)
+                .check_publish(&topic.config.limits, user, device, None)
                 .map_err(limited),
             Origin::Client { identity, ip } => {
                 let allowed = topic

@@ -32,6 +32,8 @@ pub struct CloseReason {
 #[derive(Debug)]
 pub enum Outgoing {
     Control(Utf8Bytes),
+    /// A `lagged` notice (counted apart from other control frames).
+    Lagged(Utf8Bytes),
     Event(Arc<SharedEvent>),
 }
 
@@ -55,6 +57,9 @@ struct LagRange {
 #[derive(Debug, Default)]
 struct Inner {
     control: VecDeque<Utf8Bytes>,
+    /// Events replayed from history for recovery: bounded by retention rather than by
+    /// the live caps, and written before live events so offsets stay in order.
+    replay: VecDeque<Arc<SharedEvent>>,
     classes: [VecDeque<Arc<SharedEvent>>; 5],
     events: usize,
     bytes: usize,
@@ -64,7 +69,7 @@ struct Inner {
 
 impl Inner {
     fn is_empty(&self) -> bool {
-        self.control.is_empty() && self.events == 0 && self.lagged.is_empty()
+        self.control.is_empty() && self.events == 0 && self.lagged.is_empty() && self.replay.is_empty()
     }
 
     fn record_lag(&mut self, ev: &SharedEvent) {
@@ -209,6 +214,23 @@ impl Outbox {
         }
     }
 
+    /// Queues an event replayed from history. Replays are bounded by the topic's
+    /// retention, not by the live queue caps, and go out before live events; the
+    /// subscriber holds that topic's live events back until the replay is queued.
+    pub fn enqueue_replay(&self, ev: Arc<SharedEvent>) -> Enqueued {
+        let was_empty = {
+            let mut inner = self.inner.lock();
+            if inner.closing.is_some() {
+                return Enqueued::Closing;
+            }
+            let was_empty = inner.is_empty();
+            inner.replay.push_back(ev);
+            was_empty
+        };
+        self.wake_if(was_empty);
+        Enqueued::Queued
+    }
+
     fn close_slow_consumer(&self, ev: &SharedEvent) {
         self.close(CloseReason {
             code: eventcast_api::protocol::disconnect_code::SLOW_CONSUMER,
@@ -241,7 +263,15 @@ impl Outbox {
                 from: r.from,
                 to: r.to,
             };
-            out.push(Outgoing::Control(Utf8Bytes::from(notice.to_json())));
+            out.push(Outgoing::Lagged(Utf8Bytes::from(notice.to_json())));
+        }
+        while out.len() - start < max {
+            let Some(ev) = inner.replay.pop_front() else { break };
+            if ev.stored.is_expired_at(now_ms) {
+                ev.metrics.expired.inc();
+                continue;
+            }
+            out.push(Outgoing::Event(ev));
         }
         for class in 0..=LOWEST {
             while out.len() - start < max {
@@ -258,7 +288,8 @@ impl Outbox {
 
     /// Events waiting (for stats).
     pub fn queued(&self) -> usize {
-        self.inner.lock().events
+        let inner = self.inner.lock();
+        inner.events + inner.replay.len()
     }
 
     /// Whether anything is left to write.
@@ -308,7 +339,7 @@ mod tests {
         o.take_batch(usize::MAX, 0, &mut out);
         out.into_iter()
             .map(|f| match f {
-                Outgoing::Control(c) => c.as_str().to_owned(),
+                Outgoing::Control(c) | Outgoing::Lagged(c) => c.as_str().to_owned(),
                 Outgoing::Event(e) => format!("{}@{}", e.topic, e.offset),
             })
             .collect()
@@ -401,6 +432,26 @@ mod tests {
         o.enqueue(expiring);
         let mut out = Vec::new();
         assert_eq!(o.take_batch(10, 200, &mut out), 3, "expired event skipped");
+    }
+
+    #[test]
+    fn replays_ignore_the_live_cap_and_go_first() {
+        let o = Outbox::new(1 << 20);
+        o.enqueue(ev("other", 9, Priority::Critical, 2));
+        for off in 1..=5 {
+            assert_eq!(
+                o.enqueue_replay(ev("orders", off, Priority::Critical, 2)),
+                Enqueued::Queued
+            );
+        }
+        assert_eq!(o.enqueue(ev("orders", 6, Priority::Critical, 2)), Enqueued::Queued);
+        assert!(o.closing().is_none());
+        assert_eq!(
+            drain(&o),
+            vec![
+                "orders@1", "orders@2", "orders@3", "orders@4", "orders@5", "other@9", "orders@6"
+            ]
+        );
     }
 
     #[tokio::test]

@@ -229,7 +229,6 @@ impl Reader<'_> {
             ClientFrame::Unsubscribe { id, topic } => {
                 state.metrics.client_frames.with_label_values(&["unsubscribe"]).inc();
                 let reply = if self.subs.unsubscribe(self.shared, &topic).await {
-                    self.shared.acks.lock().forget_topic(&topic);
                     ServerFrame::ok(id, json!({"topic": topic}))
                 } else {
                     ServerFrame::err(id, error_code::NOT_SUBSCRIBED, format!("not subscribed to {topic:?}"))

@@ -199,7 +199,7 @@ impl SubscriptionSet {
                     for ev in &read.events {
                         replayed_up_to = ev.offset;
                         if sub.wants(ev) && !ev.stored.is_expired_at(now) {
-                            info.outbox.enqueue(ev.clone());
+                            info.outbox.enqueue_replay(ev.clone());
                         }
                     }
                     // History is read in one go up to retention, so this is the last offset.
@@ -234,6 +234,7 @@ impl SubscriptionSet {
             return false;
         };
         shared.state.hub.remove(topic, shared.info.id);
+        shared.acks.lock().forget_topic(topic);
         shared.info.subscriptions.fetch_sub(1, Ordering::Relaxed);
         shared.state.metrics.subscriptions.dec();
         let presence = shared

@@ -39,6 +39,10 @@ async fn write_batch(
     for item in batch.drain(..) {
         let msg = match item {
             Outgoing::Control(text) => Message::Text(text),
+            Outgoing::Lagged(text) => {
+                metrics.lagged.inc();
+                Message::Text(text)
+            }
             Outgoing::Event(ev) => {
                 let class = ev.priority().index();
                 ev.metrics.events_out[class].inc();
@@ -152,10 +156,14 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
     let shutdown = shared.state.shutdown.clone();
 
     loop {
-        if drain(&mut sink, shared, &mut batch, max_batch, flush_timeout)
-            .await
-            .is_err()
-        {
+        // A write to a stuck client must not hold up shutdown: on cancellation fall
+        // through to the bounded drain-and-disconnect below.
+        let written = tokio::select! {
+            biased;
+            r = drain(&mut sink, shared, &mut batch, max_batch, flush_timeout) => r.is_ok(),
+            () = shutdown.cancelled(), if !shutdown.is_cancelled() => true,
+        };
+        if !written {
             return;
         }
         if let Some(reason) = outbox.closing() {

@@ -1,11 +1,10 @@
 //! The app-facing API on the local listener: publish (single and batch), history,
 //! presence, topics and stats.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -56,33 +55,28 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-/// The app may attribute a publish to a user/device so per-user limits apply.
-fn local_origin<'a>(headers: &'a HeaderMap, peer: SocketAddr) -> Origin<'a> {
+/// The app may attribute a publish to a user/device so per-user limits apply. Per-IP
+/// limits are for clients: the app always calls from loopback.
+fn local_origin(headers: &HeaderMap) -> Origin<'_> {
     Origin::Local {
         user: header_str(headers, "x-eventcast-user"),
         device: header_str(headers, "x-eventcast-device"),
-        ip: Some(peer.ip()),
     }
 }
 
 async fn publish_one(
     State(state): State<Arc<SidecarState>>,
     Path(topic): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: PublishRequest = read_json(body).await?;
-    let accepted = state
-        .publisher
-        .publish(&topic, req, local_origin(&headers, peer))
-        .await?;
+    let accepted = state.publisher.publish(&topic, req, local_origin(&headers)).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
 async fn publish_batch(
     State(state): State<Arc<SidecarState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -94,7 +88,7 @@ async fn publish_batch(
             format!("batch of {} events; at most {MAX_BATCH}", batch.events.len()),
         ));
     }
-    let origin = local_origin(&headers, peer);
+    let origin = local_origin(&headers);
     let mut results = Vec::with_capacity(batch.events.len());
     let mut accepted = 0usize;
     for item in batch.events {
