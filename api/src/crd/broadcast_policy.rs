@@ -1,7 +1,7 @@
 //! `BroadcastPolicy` (short name `ecp`): cross-cutting rules for the topics it selects
 //! (auth, rate limits, priority queues, content rules, connections, autoscaling).
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +70,8 @@ pub struct AuthSpec {
 }
 
 /// JWT verification: HS256 with `secretRef`, or RS256 with `publicKeyRef` (PEM).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.secretRef) != has(self.publicKeyRef)").message("set exactly one of secretRef (HS256) or publicKeyRef (RS256)"))]
 #[serde(rename_all = "camelCase")]
 pub struct JwtSpec {
     /// Required `iss` claim.
@@ -106,7 +107,10 @@ pub struct ClaimMapping {
 }
 
 /// Rate limits by key.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.perUser) || has(self.perUser.eventsPerSecond)").message("perUser limits published events: set eventsPerSecond"))]
+#[x_kube(validation = Rule::new("!has(self.perDevice) || has(self.perDevice.eventsPerSecond)").message("perDevice limits published events: set eventsPerSecond"))]
+#[x_kube(validation = Rule::new("!has(self.perIP) || has(self.perIP.eventsPerSecond) || has(self.perIP.connectionsPerSecond)").message("perIP: set eventsPerSecond, connectionsPerSecond or both"))]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,7 +186,8 @@ pub struct ContentRules {
 }
 
 /// Connection settings (pod-wide; the strictest value among policies wins).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.heartbeatInterval) || !has(self.idleTimeout) || duration(self.heartbeatInterval) < duration(self.idleTimeout)").message("heartbeatInterval must be shorter than idleTimeout"))]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionSettings {
     /// Server heartbeat (WebSocket ping) interval. Default 25s.
@@ -225,7 +230,9 @@ pub struct Compression {
 }
 
 /// Autoscaling of the Deployment running the sidecars.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
+#[x_kube(validation = Rule::new("has(self.targetConnectionsPerPod) || has(self.targetEventsPerSecondPerPod)").message("set targetConnectionsPerPod, targetEventsPerSecondPerPod or both"))]
 #[serde(rename_all = "camelCase")]
 pub struct Autoscaling {
     pub target_ref: ScaleTargetRef,

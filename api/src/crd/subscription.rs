@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -78,7 +78,8 @@ pub struct SubscriptionDelivery {
 }
 
 /// The sink: exactly one of `webhook` or `topic`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.webhook) != has(self.topic)").message("set exactly one of webhook or topic"))]
 #[serde(rename_all = "camelCase")]
 pub struct Sink {
     #[serde(default, skip_serializing_if = "Option::is_none")]
