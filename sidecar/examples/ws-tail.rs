@@ -5,8 +5,10 @@
 //! ```sh
 //! cargo run -q -p eventcast-sidecar --example ws-tail -- ws://127.0.0.1:8080/v1/ws chat.room-42
 //! cargo run -q -p eventcast-sidecar --example ws-tail -- ws://127.0.0.1:8080/v1/ws chat.room-42 --since 3 --epoch EPOCH
-//! EVENTCAST_TOKEN=... cargo run -q -p eventcast-sidecar --example ws-tail -- ws://127.0.0.1:8080/v1/ws orders.status
+//! EVENTCAST_TOKEN=... cargo run -q -p eventcast-sidecar --example ws-tail -- ws://127.0.0.1:8080/v1/ws orders.status --ack
 //! ```
+//!
+//! With `--ack`, events that ask for an acknowledgement are acked as they arrive.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -18,8 +20,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(url), Some(topic)) = (args.first(), args.get(1)) else {
-        anyhow::bail!("usage: ws-tail WS_URL TOPIC [--since OFFSET --epoch EPOCH]");
+        anyhow::bail!("usage: ws-tail WS_URL TOPIC [--since OFFSET --epoch EPOCH] [--ack]");
     };
+    let auto_ack = args.iter().any(|a| a == "--ack");
     let flag = |name: &str| {
         args.iter()
             .position(|a| a == name)
@@ -43,7 +46,14 @@ async fn main() -> anyhow::Result<()> {
     ws.send(Message::text(subscribe.to_string())).await?;
     while let Some(msg) = ws.next().await {
         match msg? {
-            Message::Text(t) => println!("{t}"),
+            Message::Text(t) => {
+                println!("{t}");
+                let frame: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+                if auto_ack && frame["op"] == "event" && frame["event"]["requiresAck"] == true {
+                    let ack = json!({"op": "ack", "topic": frame["topic"], "offsets": [frame["offset"]]});
+                    ws.send(Message::text(ack.to_string())).await?;
+                }
+            }
             Message::Close(frame) => {
                 eprintln!("closed: {frame:?}");
                 break;

@@ -154,6 +154,9 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut batch = Vec::new();
     let shutdown = shared.state.shutdown.clone();
+    // Registered once: creating `cancelled()` per wake-up would lock the token's waiter
+    // list (shared by every connection) twice per frame written.
+    let mut cancelled = std::pin::pin!(shutdown.cancelled());
 
     loop {
         // A write to a stuck client must not hold up shutdown: on cancellation fall
@@ -161,7 +164,7 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
         let written = tokio::select! {
             biased;
             r = drain(&mut sink, shared, &mut batch, max_batch, flush_timeout) => r.is_ok(),
-            () = shutdown.cancelled(), if !shutdown.is_cancelled() => true,
+            () = &mut cancelled, if !shutdown.is_cancelled() => true,
         };
         if !written {
             return;
@@ -176,7 +179,7 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
         let expiry = shared.token_expiry.load(Ordering::Acquire);
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => {
+            () = &mut cancelled => {
                 let _ = Box::pin(timeout(SHUTDOWN_DRAIN, drain(&mut sink, shared, &mut batch, max_batch, flush_timeout))).await;
                 let reason = CloseReason {
                     code: disconnect_code::SHUTDOWN,
@@ -190,7 +193,7 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
             () = outbox.notified() => {
                 if !coalesce.is_zero() {
                     tokio::select! {
-                        () = shutdown.cancelled() => {}
+                        () = &mut cancelled => {}
                         () = tokio::time::sleep(coalesce) => {}
                     }
                 }
