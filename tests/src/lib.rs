@@ -18,6 +18,7 @@ mod http;
 mod jwt;
 mod metrics;
 mod raw_ws;
+pub mod redis_cluster;
 mod sidecar;
 mod wait;
 mod ws;
