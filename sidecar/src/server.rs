@@ -137,13 +137,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let dir = settings.manifests.clone();
     let ns = settings.namespace.clone();
     let stop = state.shutdown.clone();
-    tasks.spawn(async move {
-        let backend = watch_state.backend.clone();
-        let on_applied = move |live: &LiveConfig| backend.retain_topics(&|t| live.topics.contains_key(t));
-        if let Err(e) = manifests::watch(dir, ns, store, metrics, on_applied, stop).await {
-            tracing::error!(error = %e, "manifest watcher stopped; config will not hot-reload");
-        }
-    });
+    let backend = watch_state.backend.clone();
+    let on_applied = move |live: &LiveConfig| backend.retain_topics(&|t| live.topics.contains_key(t));
+    tasks.spawn(manifests::watch(dir, ns, store, metrics, on_applied, stop)?);
 
     tasks.spawn(sinks_watch);
 

@@ -73,15 +73,16 @@ pub fn load_live(dir: &Path, namespace: &str, metrics: &Metrics) -> Result<LiveC
     LiveConfig::build(compiled, metrics).map_err(|e| LoadError::Live(e.to_string()))
 }
 
-/// Watches `dir` until `cancel`, reloading into `store` on change.
-pub async fn watch(
+/// Starts watching `dir` now (so no change after this call is missed) and returns the
+/// reload loop, which runs until `cancel`, reloading into `store` on change.
+pub fn watch(
     dir: PathBuf,
     namespace: String,
     store: Arc<ConfigStore>,
     metrics: Arc<Metrics>,
-    on_applied: impl Fn(&LiveConfig) + Send,
+    on_applied: impl Fn(&LiveConfig) + Send + 'static,
     cancel: CancellationToken,
-) -> Result<(), LoadError> {
+) -> Result<impl Future<Output = ()> + Send + 'static, LoadError> {
     // Full queue: a reload is already pending, so dropping the event loses nothing.
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -99,37 +100,41 @@ pub async fn watch(
             path: dir.clone(),
             message: e.to_string(),
         })?;
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return Ok(()),
-            got = rx.recv() => if got.is_none() { return Ok(()) },
-        }
-        // Debounce: wait until the directory is quiet.
+    Ok(async move {
+        // The watcher stops when dropped: keep it for as long as the loop runs.
+        let _watcher = watcher;
         loop {
             tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
-                () = tokio::time::sleep(DEBOUNCE) => break,
-                _ = rx.recv() => {}
+                () = cancel.cancelled() => return,
+                got = rx.recv() => if got.is_none() { return },
+            }
+            // Debounce: wait until the directory is quiet.
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(DEBOUNCE) => break,
+                    _ = rx.recv() => {}
+                }
+            }
+            let (dir2, ns, m) = (dir.clone(), namespace.clone(), metrics.clone());
+            let loaded = tokio::task::spawn_blocking(move || load_live(&dir2, &ns, &m)).await;
+            match loaded {
+                Ok(Ok(live)) if live.version == store.get().version => {
+                    metrics.config_reloads.with_label_values(&["unchanged"]).inc();
+                }
+                Ok(Ok(live)) => {
+                    tracing::info!(version = %live.version, topics = live.topics.len(), "config reloaded");
+                    metrics.config_reloads.with_label_values(&["ok"]).inc();
+                    metrics.set_config_version(&live.version);
+                    on_applied(&live);
+                    store.set(live);
+                }
+                Ok(Err(e)) => {
+                    metrics.config_reloads.with_label_values(&["error"]).inc();
+                    tracing::warn!(error = %e, version = %store.get().version, "manifests rejected; keeping the last good config");
+                }
+                Err(e) => tracing::error!(error = %e, "config reload task failed"),
             }
         }
-        let (dir2, ns, m) = (dir.clone(), namespace.clone(), metrics.clone());
-        let loaded = tokio::task::spawn_blocking(move || load_live(&dir2, &ns, &m)).await;
-        match loaded {
-            Ok(Ok(live)) if live.version == store.get().version => {
-                metrics.config_reloads.with_label_values(&["unchanged"]).inc();
-            }
-            Ok(Ok(live)) => {
-                tracing::info!(version = %live.version, topics = live.topics.len(), "config reloaded");
-                metrics.config_reloads.with_label_values(&["ok"]).inc();
-                metrics.set_config_version(&live.version);
-                on_applied(&live);
-                store.set(live);
-            }
-            Ok(Err(e)) => {
-                metrics.config_reloads.with_label_values(&["error"]).inc();
-                tracing::warn!(error = %e, version = %store.get().version, "manifests rejected; keeping the last good config");
-            }
-            Err(e) => tracing::error!(error = %e, "config reload task failed"),
-        }
-    }
+    })
 }
