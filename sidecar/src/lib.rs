@@ -11,6 +11,7 @@ pub mod hub;
 pub mod live_config;
 pub mod metrics;
 pub mod policy;
+pub mod presence_keeper;
 pub mod publish;
 pub mod server;
 pub mod settings;

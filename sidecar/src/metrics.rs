@@ -89,6 +89,7 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_info: IntGaugeVec,
     pub backend_errors: IntCounterVec,
+    pub replica_waits: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
     pub subscription_dropped: IntCounterVec,
     pub subscription_retries: IntCounterVec,
@@ -265,6 +266,16 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new("eventcast_backend_errors_total", "Backend operation failures"),
                     &["op"]
+                )
+            ),
+            replica_waits: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "eventcast_replica_wait_total",
+                        "Appends of critical or atLeastOnce events that waited for a Redis replica, by result (acked, not_acked: no replica confirmed in time, failed: WAIT failed); the publish succeeds in every case"
+                    ),
+                    &["result"]
                 )
             ),
             webhook_deliveries: reg!(

@@ -18,7 +18,7 @@ use crate::backend::{Backend, BackendError};
 use crate::event::{StoredEvent, unix_ms};
 use crate::live_config::{ConfigStore, LiveTopic};
 use crate::metrics::Metrics;
-use crate::policy::rate_limit::{Limited, RateLimits};
+use crate::policy::rate_limit::{Limited, PublishLimiter};
 use crate::policy::{Identity, access, content};
 use crate::sinks::SinkRunner;
 
@@ -148,7 +148,8 @@ fn check_meta(field: &str, v: Option<&String>) -> Result<(), PublishError> {
 pub struct Publisher {
     pub config: Arc<ConfigStore>,
     pub backend: Backend,
-    pub limits: Arc<RateLimits>,
+    /// Publish rate limits (in this process, or shared through the backend).
+    pub limits: PublishLimiter,
     pub metrics: Arc<Metrics>,
     /// Server-side subscriptions, run for the events this sidecar accepts.
     pub sinks: Arc<SinkRunner>,
@@ -184,7 +185,7 @@ impl Publisher {
             .clone();
         drop(config);
 
-        self.authorize(&topic, origin)?;
+        self.authorize(&topic, origin).await?;
         let stored = self.prepare(&topic, &mut req)?;
         let dedup = req.id.is_some();
         let id = stored.event.id.clone();
@@ -206,7 +207,7 @@ impl Publisher {
         })
     }
 
-    fn authorize(&self, topic: &LiveTopic, origin: Origin<'_>) -> Result<(), PublishError> {
+    async fn authorize(&self, topic: &LiveTopic, origin: Origin<'_>) -> Result<(), PublishError> {
         let limited = |l: Limited| {
             self.metrics
                 .rate_limited
@@ -228,6 +229,7 @@ impl Publisher {
             Origin::Local { user, device } => self
                 .limits
                 .check_publish(&topic.config.limits, user, device, None)
+                .await
                 .map_err(limited),
             Origin::Client { identity, ip } => {
                 let allowed = topic
@@ -245,6 +247,7 @@ impl Publisher {
                 let device = identity.and_then(|i| i.device.as_deref());
                 self.limits
                     .check_publish(&topic.config.limits, user, device, Some(ip))
+                    .await
                     .map_err(limited)
             }
         }

@@ -11,7 +11,8 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::backend::{Backend, MemoryBackend};
+use crate::backend::redis::RedisError;
+use crate::backend::{Backend, MemoryBackend, RedisBackend};
 use crate::config_source::manifests;
 use crate::hub::Hub;
 use crate::live_config::{ConfigStore, LiveConfig};
@@ -34,6 +35,8 @@ pub enum StartError {
     },
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("redis backend: {0}")]
+    Redis(#[from] RedisError),
 }
 
 /// A started sidecar.
@@ -86,8 +89,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     tracing::info!(version = %live.version, topics = live.topics.len(), dir = %settings.manifests.display(), "config loaded");
     let store = Arc::new(ConfigStore::new(live));
     let hub = Arc::new(Hub::new());
-    let backend = match settings.backend {
-        BackendKind::Memory => Backend::Memory(Arc::new(MemoryBackend::new(hub.clone()))),
+    let backend = match settings.redis()? {
+        None => {
+            debug_assert_eq!(settings.backend, BackendKind::Memory);
+            Backend::Memory(Arc::new(MemoryBackend::new(hub.clone())))
+        }
+        Some(redis) => Backend::Redis(Arc::new(
+            RedisBackend::connect(&redis, hub.clone(), store.clone(), metrics.clone()).await?,
+        )),
     };
     let state = Arc::new(SidecarState::new(
         settings.namespace.clone(),
@@ -111,6 +120,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let metrics_addr = addr(&metrics_listener, settings.metrics);
 
     let mut tasks = JoinSet::new();
+    state.backend.spawn_tasks(&mut tasks, &state.shutdown);
+    if let Backend::Redis(redis) = &state.backend {
+        tasks.spawn(crate::presence_keeper::run(state.clone(), redis.clone()));
+    }
     serve(
         &mut tasks,
         public,
@@ -192,6 +205,7 @@ impl Running {
         // Listeners are closed: no more publishes. Flush subscription deliveries (bounded).
         self.state.publisher.sinks.shutdown().await;
         self.tasks.abort_all();
+        self.state.backend.close().await;
         tracing::info!("stopped");
     }
 }

@@ -4,13 +4,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::ArgPredicate;
 use clap::{Parser, ValueEnum};
+
+use crate::backend::redis::{RedisEndpoint, RedisError, RedisSettings, parse_nodes};
 
 /// Storage and fan-out backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
     /// Embedded, single node: history, offsets and presence in this process.
     Memory,
+    /// Redis Cluster (or one Redis node): shared by every sidecar of a deployment.
+    Redis,
 }
 
 /// Log output format.
@@ -36,9 +41,42 @@ pub struct Settings {
     /// Directory of Topic/Subscription/BroadcastPolicy (and v1 Secret) manifests; watched for changes.
     #[arg(long, env = "EVENTCAST_MANIFESTS")]
     pub manifests: PathBuf,
-    /// Backend.
-    #[arg(long, env = "EVENTCAST_BACKEND", value_enum, default_value_t = BackendKind::Memory)]
+    /// Backend: `memory` unless a Redis is given.
+    #[arg(
+        long,
+        env = "EVENTCAST_BACKEND",
+        value_enum,
+        default_value_t = BackendKind::Memory,
+        default_value_ifs = [
+            ("redis_cluster", ArgPredicate::IsPresent, "redis"),
+            ("redis_url", ArgPredicate::IsPresent, "redis"),
+        ]
+    )]
     pub backend: BackendKind,
+    /// Redis Cluster seed nodes, `host:port,host:port,...` (the rest are discovered).
+    #[arg(
+        long = "redis-cluster",
+        env = "EVENTCAST_REDIS_CLUSTER",
+        value_delimiter = ',',
+        conflicts_with = "redis_url"
+    )]
+    pub redis_cluster: Vec<String>,
+    /// One Redis node for development, e.g. `redis://127.0.0.1:6379`.
+    #[arg(long = "redis", env = "EVENTCAST_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Longest a Redis command may take before the operation fails with 503.
+    #[arg(long, env = "EVENTCAST_REDIS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+    /// How often each topic followed through Redis is compared with its head (events a
+    /// sidecar missed are delivered after at most two intervals).
+    #[arg(long, env = "EVENTCAST_REDIS_CHECK_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub redis_check_interval: Duration,
+    /// How long an append of a critical event or to an atLeastOnce topic waits for a Redis replica.
+    #[arg(long, env = "EVENTCAST_REDIS_REPLICA_WAIT", default_value = "500ms", value_parser = parse_duration)]
+    pub redis_replica_wait: Duration,
+    /// Presence entries of a sidecar that stopped refreshing them (it died) expire after this.
+    #[arg(long, env = "EVENTCAST_PRESENCE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub presence_ttl: Duration,
     /// Namespace whose resources this sidecar serves.
     #[arg(long, env = "EVENTCAST_NAMESPACE", default_value = "default")]
     pub namespace: String,
@@ -63,6 +101,34 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl Settings {
+    /// Redis backend settings; `None` for the memory backend.
+    pub fn redis(&self) -> Result<Option<RedisSettings>, RedisError> {
+        if self.backend != BackendKind::Redis {
+            return Ok(None);
+        }
+        let endpoint = match (&self.redis_url, self.redis_cluster.is_empty()) {
+            (Some(url), _) => RedisEndpoint::Single(url.clone()),
+            (None, false) => RedisEndpoint::Cluster(parse_nodes(&self.redis_cluster)?),
+            (None, true) => return Err(RedisError::NoNodes),
+        };
+        Ok(Some(RedisSettings {
+            endpoint,
+            timeout: self.redis_timeout,
+            check_every: self.redis_check_interval.max(Duration::from_millis(100)),
+            presence_ttl: self.presence_ttl,
+            replica_wait: self.redis_replica_wait,
+        }))
+    }
+
+    /// The same settings on the Redis backend with these cluster seed nodes
+    /// (`host:port,host:port,...`).
+    pub fn with_redis_cluster(mut self, nodes: &str) -> Self {
+        self.backend = BackendKind::Redis;
+        self.redis_cluster = nodes.split(',').map(str::to_owned).collect();
+        self.redis_url = None;
+        self
+    }
+
     /// Settings for an in-process sidecar on ephemeral loopback ports (tests, benches).
     pub fn for_tests(manifests: PathBuf) -> Self {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -72,11 +138,60 @@ impl Settings {
             metrics: any,
             manifests,
             backend: BackendKind::Memory,
+            redis_cluster: Vec::new(),
+            redis_url: None,
+            redis_timeout: Duration::from_secs(2),
+            redis_check_interval: Duration::from_secs(2),
+            redis_replica_wait: Duration::from_millis(500),
+            presence_ttl: Duration::from_secs(30),
             namespace: "default".to_owned(),
             pod_name: "test".to_owned(),
             log_format: LogFormat::Text,
             log: "warn".to_owned(),
             shutdown_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Settings {
+        let mut all = vec!["eventcast-sidecar", "--manifests", "/tmp/m"];
+        all.extend_from_slice(args);
+        Settings::try_parse_from(all).expect("valid flags")
+    }
+
+    #[test]
+    fn backend_is_memory_unless_redis_is_given() {
+        assert_eq!(parse(&[]).backend, BackendKind::Memory);
+        assert!(parse(&[]).redis().expect("memory").is_none());
+        let s = parse(&["--redis-cluster", "127.0.0.1:7100,127.0.0.1:7101"]);
+        assert_eq!(s.backend, BackendKind::Redis);
+        let r = s.redis().expect("valid").expect("redis");
+        assert_eq!(
+            r.endpoint,
+            RedisEndpoint::Cluster(vec![("127.0.0.1".into(), 7100), ("127.0.0.1".into(), 7101)])
+        );
+        let s = parse(&["--backend", "redis", "--redis", "redis://127.0.0.1:6379"]);
+        assert_eq!(
+            s.redis().expect("valid").expect("redis").endpoint,
+            RedisEndpoint::Single("redis://127.0.0.1:6379".into())
+        );
+        assert!(matches!(
+            parse(&["--backend", "redis"]).redis(),
+            Err(RedisError::NoNodes)
+        ));
+        let conflicting = Settings::try_parse_from([
+            "eventcast-sidecar",
+            "--manifests",
+            "/tmp/m",
+            "--redis-cluster",
+            "a:1",
+            "--redis",
+            "redis://b:2",
+        ]);
+        assert!(conflicting.is_err());
     }
 }

@@ -12,7 +12,7 @@ use crate::connection::Connections;
 use crate::hub::Hub;
 use crate::live_config::ConfigStore;
 use crate::metrics::Metrics;
-use crate::policy::rate_limit::RateLimits;
+use crate::policy::rate_limit::{PublishLimiter, RateLimits};
 use crate::publish::Publisher;
 use crate::sinks::SinkRunner;
 
@@ -47,11 +47,16 @@ impl SidecarState {
         limits: Arc<RateLimits>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // Publish limits hold across sidecars when the backend is shared.
+        let publish_limits = match &backend {
+            Backend::Memory(_) => PublishLimiter::Local(limits.clone()),
+            Backend::Redis(redis) => PublishLimiter::Shared(redis.buckets()),
+        };
         // The sinks publish routed events and dead letters through the publisher that owns them.
         let publisher = Arc::new_cyclic(|publisher| Publisher {
             config: config.clone(),
             backend: backend.clone(),
-            limits: limits.clone(),
+            limits: publish_limits,
             metrics: metrics.clone(),
             sinks: Arc::new(SinkRunner::new(publisher.clone(), config.clone(), metrics.clone())),
         });

@@ -20,7 +20,8 @@ use crate::live_config::LiveTopic;
 /// Idempotency keys kept at most, per topic, even when retention allows more.
 const MAX_IDEMPOTENCY_KEYS: usize = 100_000;
 
-fn new_epoch() -> Arc<str> {
+/// A fresh random epoch name.
+pub(crate) fn new_epoch() -> Arc<str> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut rng = rand::rng();
     let s: String = (0..10)

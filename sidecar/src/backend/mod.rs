@@ -1,24 +1,33 @@
 //! Where topics' history, offsets, epochs, idempotency keys and presence live. The
 //! backend also owns delivery order: it hands each accepted event to the hub in offset
-//! order. `memory` is the embedded single-node default.
+//! order. `memory` is the embedded single-node default; `redis` shares everything
+//! between the sidecars of a deployment through Redis Cluster.
 
 pub mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::event::{SharedEvent, StoredEvent};
 use crate::live_config::LiveTopic;
 
 pub use memory::MemoryBackend;
+pub use redis::RedisBackend;
 
-/// Backend failures. The memory backend cannot fail today; the variant exists for the
-/// networked backends so callers already map it to `503` with `Retry-After`.
+/// Backend failures; callers answer both with `503` and `Retry-After`. The memory
+/// backend cannot fail.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
+    /// The store does not answer (outage, failover in progress, timeout).
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// The store answered something this sidecar cannot use.
+    #[error("backend error: {0}")]
+    Protocol(String),
 }
 
 /// Result of appending an event.
@@ -45,13 +54,13 @@ pub struct HistoryRead {
 }
 
 /// One client present on a topic.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PresenceEntry {
     pub session: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     /// Unix ms.
     pub connected_at: u64,
@@ -61,26 +70,32 @@ pub struct PresenceEntry {
 #[derive(Clone, Debug)]
 pub enum Backend {
     Memory(Arc<MemoryBackend>),
+    Redis(Arc<RedisBackend>),
 }
 
 impl Backend {
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Memory(_) => "memory",
+            Backend::Redis(_) => "redis",
         }
     }
 
     pub fn is_ready(&self) -> bool {
         match self {
             Backend::Memory(_) => true,
+            Backend::Redis(r) => r.is_ready(),
         }
     }
 
     /// Appends (assigning the next offset) unless `stored.event.id` was already accepted
-    /// within retention, then fans out to local subscribers.
+    /// within retention. The memory backend fans out to local subscribers before it
+    /// returns; the Redis backend's listener delivers when the event comes back from
+    /// the topic's channel.
     pub async fn append(&self, topic: &LiveTopic, stored: StoredEvent, dedup: bool) -> Result<Appended, BackendError> {
         match self {
             Backend::Memory(m) => Ok(m.append(topic, stored, dedup)),
+            Backend::Redis(r) => r.append(topic, stored, dedup).await,
         }
     }
 
@@ -88,6 +103,25 @@ impl Backend {
     pub async fn read(&self, topic: &LiveTopic, after: u64, limit: usize) -> Result<HistoryRead, BackendError> {
         match self {
             Backend::Memory(m) => Ok(m.read(topic, after, limit)),
+            Backend::Redis(r) => r.read(topic, after, limit).await,
+        }
+    }
+
+    /// The hub got a topic's first local subscriber: start receiving its events (before
+    /// the subscriber reads history, so nothing in between is missed). The memory
+    /// backend fans out directly and needs nothing.
+    pub async fn listen(&self, topic: &LiveTopic) {
+        match self {
+            Backend::Memory(_) => {}
+            Backend::Redis(r) => r.listen(topic).await,
+        }
+    }
+
+    /// The hub's last local subscriber of a topic left.
+    pub fn unlisten(&self, topic: &str) {
+        match self {
+            Backend::Memory(_) => {}
+            Backend::Redis(r) => r.unlisten(topic),
         }
     }
 
@@ -95,6 +129,7 @@ impl Backend {
     pub async fn presence_join(&self, topic: &LiveTopic, entry: PresenceEntry) -> Result<bool, BackendError> {
         match self {
             Backend::Memory(m) => Ok(m.presence_join(&topic.name, entry)),
+            Backend::Redis(r) => r.presence_join(&topic.name, &entry).await,
         }
     }
 
@@ -102,12 +137,14 @@ impl Backend {
     pub async fn presence_leave(&self, topic: &str, session: &str) -> Result<bool, BackendError> {
         match self {
             Backend::Memory(m) => Ok(m.presence_leave(topic, session)),
+            Backend::Redis(r) => r.presence_leave(topic, session).await,
         }
     }
 
     pub async fn presence_list(&self, topic: &str) -> Result<Vec<PresenceEntry>, BackendError> {
         match self {
             Backend::Memory(m) => Ok(m.presence_list(topic)),
+            Backend::Redis(r) => r.presence_list(topic).await,
         }
     }
 
@@ -115,6 +152,24 @@ impl Backend {
     pub fn retain_topics(&self, keep: &dyn Fn(&str) -> bool) {
         match self {
             Backend::Memory(m) => m.retain_topics(keep),
+            Backend::Redis(r) => r.retain_topics(keep),
+        }
+    }
+
+    /// Starts the backend's background tasks (none for memory), owned by `tasks` and
+    /// stopped by `shutdown`.
+    pub fn spawn_tasks(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
+        match self {
+            Backend::Memory(_) => {}
+            Backend::Redis(r) => r.spawn_tasks(tasks, shutdown),
+        }
+    }
+
+    /// Releases connections after the sidecar stopped serving.
+    pub async fn close(&self) {
+        match self {
+            Backend::Memory(_) => {}
+            Backend::Redis(r) => r.close().await,
         }
     }
 }

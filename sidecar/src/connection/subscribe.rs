@@ -163,7 +163,10 @@ impl SubscriptionSet {
             true,
         ));
         let replaced = self.topics.contains_key(&*topic.name);
-        state.hub.add(&topic.name, sub.clone());
+        if state.hub.add(&topic.name, sub.clone()) {
+            // Before the history read below, so the backend delivers everything after it.
+            state.backend.listen(topic).await;
+        }
         self.topics.insert(
             topic.name.clone(),
             TopicSub {
@@ -233,7 +236,9 @@ impl SubscriptionSet {
         let Some(ts) = self.topics.remove(topic) else {
             return false;
         };
-        shared.state.hub.remove(topic, shared.info.id);
+        if let (_, true) = shared.state.hub.remove(topic, shared.info.id) {
+            shared.state.backend.unlisten(topic);
+        }
         shared.acks.lock().forget_topic(topic);
         shared.info.subscriptions.fetch_sub(1, Ordering::Relaxed);
         shared.state.metrics.subscriptions.dec();

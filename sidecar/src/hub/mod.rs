@@ -16,6 +16,8 @@ use parking_lot::{Mutex, RwLock};
 
 pub use subscriber::{Subscriber, SubscriberFilter};
 
+use eventcast_api::protocol::ServerFrame;
+
 use crate::event::SharedEvent;
 
 #[derive(Debug, Default)]
@@ -83,6 +85,24 @@ impl Hub {
             }
         }
         delivered
+    }
+
+    /// Tells every local subscriber of `topic` that events `from..=to` will not be
+    /// delivered (a backend could not get them); returns how many were told.
+    pub fn lagged(&self, topic: &str, from: u64, to: u64) -> usize {
+        let Some(ch) = self.channels.read().get(topic).cloned() else {
+            return 0;
+        };
+        let frame = ServerFrame::Lagged {
+            topic: topic.to_owned(),
+            from,
+            to,
+        };
+        let subs = ch.subscribers.load();
+        for s in subs.iter() {
+            s.outbox.push_control(&frame);
+        }
+        subs.len()
     }
 
     pub fn subscriber_count(&self, topic: &str) -> usize {

@@ -17,6 +17,13 @@
 //!
 //! Specs the compiler would reject (a rate that is zero, negative or NaN) are not
 //! enforced; a burst of 0 counts as 1.
+//!
+//! With a shared backend (Redis) publish limits must hold across every sidecar of a
+//! deployment: [`PublishLimiter::Shared`] takes the tokens from [`SharedBuckets`]
+//! (the same GCRA, kept in the backend) instead of the local limiters, in the same
+//! order and with the same refusal semantics. A shared store that fails lets the
+//! publish through (the append that follows reports the outage). The pod-wide limit on
+//! new connections stays local.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventcast_api::config::{RateSpec, TopicLimits};
+use futures_util::future::BoxFuture;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
@@ -240,6 +248,96 @@ impl<C: Clock + Clone> RateLimits<C> {
             .or_insert_with(|| Arc::new(RateLimiter::dashmap_with_clock(quota, self.clock.clone())));
         Some(Arc::clone(limiter))
     }
+}
+
+/// One bucket of a shared publish limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SharedBucket<'a> {
+    /// Policy the limit comes from (`""` for none).
+    pub scope: &'a str,
+    pub kind: LimitKind,
+    /// The user, device or IP.
+    pub key: &'a str,
+    /// Time per token (at least 1 µs).
+    pub interval: Duration,
+    /// Tokens available at once (at least 1).
+    pub burst: u32,
+}
+
+/// Publish-limit buckets kept outside this process, shared by all sidecars.
+pub trait SharedBuckets: fmt::Debug + Send + Sync {
+    /// Takes one token: `Ok(None)` when allowed, `Ok(Some(wait))` when refused until
+    /// `wait` has passed, `Err` when the store failed.
+    fn take<'a>(&'a self, bucket: SharedBucket<'a>) -> BoxFuture<'a, Result<Option<Duration>, String>>;
+}
+
+/// Where publish limits are enforced.
+#[derive(Clone, Debug)]
+pub enum PublishLimiter {
+    /// In this process (memory backend): [`RateLimits::check_publish`].
+    Local(Arc<RateLimits>),
+    /// In a store shared by all sidecars.
+    Shared(Arc<dyn SharedBuckets>),
+}
+
+impl PublishLimiter {
+    /// Publish limits of a topic, with the semantics of [`RateLimits::check_publish`].
+    pub async fn check_publish(
+        &self,
+        limits: &TopicLimits,
+        user: Option<&str>,
+        device: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> Result<(), Limited> {
+        let shared = match self {
+            Self::Local(local) => return local.check_publish(limits, user, device, ip),
+            Self::Shared(shared) => shared,
+        };
+        let scope = limits.scope.as_deref().unwrap_or(POD_SCOPE);
+        let ip = ip.map(|ip| ip.to_string());
+        let checks = [
+            (LimitKind::User, limits.per_user.as_ref(), user),
+            (LimitKind::Device, limits.per_device.as_ref(), device),
+            (LimitKind::Ip, limits.per_ip.as_ref(), ip.as_deref()),
+        ];
+        for (kind, spec, key) in checks {
+            let (Some(spec), Some(key)) = (spec, key.filter(|k| !k.is_empty())) else {
+                continue;
+            };
+            let Some((interval, burst)) = gcra(spec) else {
+                continue;
+            };
+            let bucket = SharedBucket {
+                scope,
+                kind,
+                key,
+                interval,
+                burst,
+            };
+            match shared.take(bucket).await {
+                Ok(None) => {}
+                Ok(Some(wait)) => {
+                    return Err(Limited {
+                        kind,
+                        retry_after: wait.max(MIN_RETRY_AFTER),
+                    });
+                }
+                Err(e) => tracing::warn!(kind = %kind, error = %e, "shared rate limit unavailable; allowing"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// GCRA parameters of a spec (time per token, burst), `None` when not enforceable.
+pub fn gcra(spec: &RateSpec) -> Option<(Duration, u32)> {
+    if spec.per_second.is_nan() || spec.per_second <= 0.0 {
+        return None;
+    }
+    let interval = Duration::try_from_secs_f64(spec.per_second.recip())
+        .unwrap_or(MAX_PERIOD)
+        .clamp(Duration::from_micros(1), MAX_PERIOD);
+    Some((interval, spec.burst.max(1)))
 }
 
 /// `per_second` tokens per second (fractions allowed), up to `burst` at once.
@@ -506,6 +604,85 @@ mod tests {
         assert!(err.retry_after <= Duration::from_millis(20), "{err:?}");
         std::thread::sleep(Duration::from_millis(25));
         assert!(rl.check_publish(&l, Some("u"), None, None).is_ok());
+    }
+
+    /// Shared buckets kept in a map, with a fake clock: the semantics the Redis script
+    /// implements.
+    #[derive(Debug, Default)]
+    struct FakeShared {
+        now: parking_lot::Mutex<Duration>,
+        tat: parking_lot::Mutex<HashMap<String, Duration>>,
+        fail: bool,
+    }
+
+    impl SharedBuckets for FakeShared {
+        fn take<'a>(&'a self, b: SharedBucket<'a>) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+            Box::pin(async move {
+                if self.fail {
+                    return Err("down".into());
+                }
+                let now = *self.now.lock();
+                let mut tats = self.tat.lock();
+                let key = format!("{}:{}:{}", b.scope, b.kind, b.key);
+                let tat = tats.get(&key).copied().unwrap_or(now).max(now);
+                let new_tat = tat + b.interval;
+                let allow_at = new_tat.saturating_sub(b.interval * b.burst);
+                if allow_at > now {
+                    return Ok(Some(allow_at - now));
+                }
+                tats.insert(key, new_tat);
+                Ok(None)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_limits_follow_the_local_semantics() {
+        let fake = Arc::new(FakeShared::default());
+        let shared = PublishLimiter::Shared(fake.clone());
+        let l = limits("p", Some(spec(1.0, 3)), Some(spec(1.0, 1)), None);
+        assert!(shared.check_publish(&l, Some("u"), Some("d"), None).await.is_ok());
+        let err = shared
+            .check_publish(&l, Some("u"), Some("d"), None)
+            .await
+            .expect_err("device bucket empty");
+        assert_eq!(err.kind, LimitKind::Device);
+        assert_eq!(err.retry_after, Duration::from_secs(1));
+        assert!(shared.check_publish(&l, Some("u"), Some("d2"), None).await.is_ok());
+        let err = shared
+            .check_publish(&l, Some("u"), Some("d3"), None)
+            .await
+            .expect_err("user bucket paid for the refusal");
+        assert_eq!(err.kind, LimitKind::User);
+        *fake.now.lock() += Duration::from_secs(1);
+        assert!(shared.check_publish(&l, Some("u"), Some("d3"), None).await.is_ok());
+        // Missing keys and unenforceable specs are skipped, as locally.
+        let skip = limits("p", Some(spec(0.0, 1)), Some(spec(1.0, 1)), Some(spec(1.0, 1)));
+        for _ in 0..3 {
+            assert!(shared.check_publish(&skip, Some("x"), None, None).await.is_ok());
+        }
+        // A failing store lets publishes through.
+        let down = PublishLimiter::Shared(Arc::new(FakeShared {
+            fail: true,
+            ..FakeShared::default()
+        }));
+        for _ in 0..3 {
+            assert!(down.check_publish(&l, Some("u"), None, Some(IP_A)).await.is_ok());
+        }
+        // The local variant is the existing limiter.
+        let local = PublishLimiter::Local(Arc::new(RateLimits::new()));
+        let one = limits("p", Some(spec(1.0, 1)), None, None);
+        assert!(local.check_publish(&one, Some("u"), None, None).await.is_ok());
+        assert!(local.check_publish(&one, Some("u"), None, None).await.is_err());
+    }
+
+    #[test]
+    fn gcra_parameters() {
+        assert_eq!(gcra(&spec(20.0, 40)), Some((Duration::from_millis(50), 40)));
+        assert_eq!(gcra(&spec(0.5, 0)), Some((Duration::from_secs(2), 1)));
+        assert_eq!(gcra(&spec(1e9, 1)), Some((Duration::from_micros(1), 1)));
+        assert_eq!(gcra(&spec(0.0, 1)), None);
+        assert_eq!(gcra(&spec(f64::NAN, 1)), None);
     }
 
     #[test]
