@@ -113,6 +113,7 @@ impl Settings {
         };
         Ok(Some(RedisSettings {
             endpoint,
+            namespace: self.namespace.clone(),
             timeout: self.redis_timeout,
             check_every: self.redis_check_interval.max(Duration::from_millis(100)),
             presence_ttl: self.presence_ttl,

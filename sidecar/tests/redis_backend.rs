@@ -470,7 +470,7 @@ async fn lost_history_starts_a_new_epoch() {
 
     // The topic's keys vanish (a failover without replication, a flush).
     let r = redis(&cluster).await;
-    let tag = format!("ec:{{{topic}}}");
+    let tag = format!("ec:default:{{{topic}}}");
     let _: () = r
         .del(vec![format!("{tag}:meta"), format!("{tag}:log")])
         .await
@@ -514,7 +514,7 @@ async fn missed_messages_are_filled_from_history_in_order() {
     // Two events reach history without their pub/sub message (as when a message is
     // lost in a reconnect): the next published event reveals the gap.
     let r = redis(&cluster).await;
-    let tag = format!("ec:{{{topic}}}");
+    let tag = format!("ec:default:{{{topic}}}");
     let epoch = first["epoch"].as_str().expect("epoch");
     for (offset, data) in [(2u64, 2), (3, 3)] {
         let _: i64 = r.hincrby(format!("{tag}:meta"), "offset", 1).await.expect("hincrby");
@@ -645,7 +645,7 @@ async fn presence_is_shared_and_dead_sidecars_expire() {
 
     // A sidecar that died without cleaning up: its entry is left with a past expiry.
     let r = redis(&cluster).await;
-    let tag = format!("ec:{{{topic}}}");
+    let tag = format!("ec:default:{{{topic}}}");
     let ghost = json!({"session": "ghost-session", "user": "ghost", "connectedAt": 1}).to_string();
     let _: () = r
         .hset(format!("{tag}:presence"), ("ghost-session", ghost.as_str()))
@@ -800,7 +800,7 @@ async fn a_dropped_subscriber_connection_resubscribes_and_fills_the_gap() {
         other => panic!("expected the redis backend, got {}", other.name()),
     };
     let r = redis(&cluster).await;
-    let slot = fred::util::redis_keyslot(format!("ec:{{{topic}}}").as_bytes());
+    let slot = fred::util::redis_keyslot(format!("ec:default:{{{topic}}}").as_bytes());
     let on_node =
         |cmd: &'static str| fred::types::CustomCommand::new_static(cmd, fred::types::ClusterHash::Custom(slot), false);
     let list: String = r
@@ -868,7 +868,7 @@ async fn a_manual_failover_keeps_delivery_in_order() {
     c.events(&topic, 1).await;
 
     let r = redis(&cluster).await;
-    let slot = fred::util::redis_keyslot(format!("ec:{{{topic}}}").as_bytes());
+    let slot = fred::util::redis_keyslot(format!("ec:default:{{{topic}}}").as_bytes());
     let nodes: String = r
         .custom(
             fred::types::CustomCommand::new_static("CLUSTER", fred::types::ClusterHash::Custom(slot), false),
@@ -937,7 +937,7 @@ async fn a_gap_beyond_retention_is_reported_as_lagged() {
     // while this sidecar was cut off, and trimmed since).
     let r = redis(&cluster).await;
     let _: i64 = r
-        .hincrby(format!("ec:{{{topic}}}:meta"), "offset", 5)
+        .hincrby(format!("ec:default:{{{topic}}}:meta"), "offset", 5)
         .await
         .expect("hincrby");
     a.publish(&topic, json!({"type": "t", "data": 7})).await;

@@ -42,7 +42,6 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::keys;
 use super::payload::Payload;
 use super::store::Store;
 use super::tracker::{Next, OffsetTracker};
@@ -266,7 +265,7 @@ impl Listener {
 
     /// SSUBSCRIBEs a topic's channel; false (counted) when Redis refused or failed.
     async fn subscribe(&self, topic: &str) -> bool {
-        match self.subscriber.ssubscribe(keys::channel(topic)).await {
+        match self.subscriber.ssubscribe(self.store.keys.channel(topic)).await {
             Ok(()) => true,
             Err(e) => {
                 self.store.health.failed("subscribe", &e);
@@ -359,7 +358,7 @@ impl Listener {
                 if self.feeds.lock().contains_key(&topic) {
                     return;
                 }
-                if let Err(e) = self.subscriber.sunsubscribe(keys::channel(&topic)).await {
+                if let Err(e) = self.subscriber.sunsubscribe(self.store.keys.channel(&topic)).await {
                     self.store.health.failed("unsubscribe", &e);
                 }
             }
@@ -367,7 +366,7 @@ impl Listener {
     }
 
     async fn on_message(&self, m: &Message) {
-        let Some(topic) = keys::topic_of_channel(&m.channel) else {
+        let Some(topic) = self.store.keys.topic_of_channel(&m.channel) else {
             return;
         };
         let raw: &[u8] = match &m.value {
@@ -594,7 +593,12 @@ impl Listener {
             self.subscriber
                 .tracked_shard_channels()
                 .into_iter()
-                .filter(|c| keys::topic_of_channel(c).is_none_or(|t| !feeds.contains_key(t)))
+                .filter(|c| {
+                    self.store
+                        .keys
+                        .topic_of_channel(c)
+                        .is_none_or(|t| !feeds.contains_key(t))
+                })
                 .map(|c| c.to_string())
                 .collect()
         };

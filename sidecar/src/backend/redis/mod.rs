@@ -39,6 +39,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use self::health::Health;
+use self::keys::KeySpace;
 use self::listener::Listener;
 use self::presence::Presence;
 use self::rate_limit::RedisBuckets;
@@ -75,6 +76,8 @@ pub enum RedisEndpoint {
 #[derive(Clone, Debug)]
 pub struct RedisSettings {
     pub endpoint: RedisEndpoint,
+    /// Namespace whose topics this sidecar serves: part of every key.
+    pub namespace: String,
     /// Longest one Redis command may take before the operation fails (503).
     pub timeout: Duration,
     /// How often the listener compares topics with their heads.
@@ -196,6 +199,7 @@ impl RedisBackend {
             health,
             timeout: settings.timeout,
             replica_wait: settings.replica_wait,
+            keys: KeySpace::new(&settings.namespace),
         });
         let listener = Arc::new(Listener::new(
             subscriber,

@@ -13,7 +13,6 @@ use fred::interfaces::ClientLike;
 use fred::prelude::{Options, Value};
 use parking_lot::Mutex;
 
-use super::keys::TopicKeys;
 use super::store::Store;
 use crate::backend::{BackendError, PresenceEntry};
 use crate::event::unix_ms;
@@ -71,8 +70,8 @@ impl Presence {
         (self.ttl / 3).max(Duration::from_millis(100))
     }
 
-    fn keys(topic: &str) -> Vec<String> {
-        let k = TopicKeys::new(topic);
+    fn keys(&self, topic: &str) -> Vec<String> {
+        let k = self.store.keys.topic(topic);
         vec![k.presence, k.presence_expiry]
     }
 
@@ -88,7 +87,7 @@ impl Presence {
             ..Default::default()
         });
         let reply = script
-            .run(&client, Self::keys(topic), args)
+            .run(&client, self.keys(topic), args)
             .await
             .map_err(|e| self.store.health.failed(op, &e))?;
         self.store.health.succeeded();

@@ -9,7 +9,6 @@ use fred::interfaces::ClientLike;
 use fred::prelude::{Options, Value};
 use futures_util::future::BoxFuture;
 
-use super::keys;
 use super::store::Store;
 use crate::policy::rate_limit::{SharedBucket, SharedBuckets};
 
@@ -28,7 +27,7 @@ impl RedisBuckets {
 impl SharedBuckets for RedisBuckets {
     fn take<'a>(&'a self, b: SharedBucket<'a>) -> BoxFuture<'a, Result<Option<Duration>, String>> {
         Box::pin(async move {
-            let key = keys::rate_limit(b.scope, b.kind.as_str(), b.key);
+            let key = self.store.keys.rate_limit(b.scope, b.kind.as_str(), b.key);
             let interval_us = u64::try_from(b.interval.as_micros()).unwrap_or(u64::MAX).max(1);
             let args = vec![Value::from(interval_us.to_string()), Value::from(b.burst.to_string())];
             let client = self.store.client.with_options(&Options {

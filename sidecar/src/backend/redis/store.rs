@@ -10,7 +10,7 @@ use fred::prelude::{Client, Options, Pool, Value};
 use fred::types::{ClusterHash, CustomCommand};
 
 use super::health::Health;
-use super::keys::TopicKeys;
+use super::keys::KeySpace;
 use super::payload::parse_stored;
 use super::scripts::Scripts;
 use crate::backend::memory::new_epoch;
@@ -64,6 +64,8 @@ pub struct Store {
     pub timeout: Duration,
     /// `WAIT` timeout of durable appends.
     pub replica_wait: Duration,
+    /// This namespace's key scheme.
+    pub keys: KeySpace,
 }
 
 fn retention_cutoff(topic: &LiveTopic, now_ms: u64) -> u64 {
@@ -174,7 +176,7 @@ impl Store {
         if reply.duplicate {
             return Ok((reply, ReplicaAck::Acked));
         }
-        let slot = fred::util::redis_keyslot(TopicKeys::new(&topic.name).meta.as_bytes());
+        let slot = fred::util::redis_keyslot(self.keys.topic(&topic.name).meta.as_bytes());
         let wait_ms = u64::try_from(self.replica_wait.as_millis()).unwrap_or(u64::MAX).max(1);
         let options = Options {
             timeout: Some(self.replica_wait + self.timeout),
@@ -207,7 +209,7 @@ impl Store {
         dedup: bool,
     ) -> Result<AppendReply, BackendError> {
         let json = serde_json::to_string(stored).map_err(|e| BackendError::Protocol(format!("encoding event: {e}")))?;
-        let keys = TopicKeys::new(&topic.name);
+        let keys = self.keys.topic(&topic.name);
         let retention = topic.config.retention;
         let max_ids = retention.max_events.clamp(MIN_IDEMPOTENCY_KEYS, MAX_IDEMPOTENCY_KEYS);
         let args: Vec<Value> = vec![
@@ -236,7 +238,7 @@ impl Store {
 
     /// Runs the read script: position plus up to `limit` events after `after`.
     pub async fn read_raw(&self, topic: &LiveTopic, after: u64, limit: usize) -> Result<RawRead, BackendError> {
-        let keys = TopicKeys::new(&topic.name);
+        let keys = self.keys.topic(&topic.name);
         let args: Vec<Value> = vec![
             Value::from(&*new_epoch()),
             Value::from(after.to_string()),
@@ -279,7 +281,7 @@ impl Store {
 
     /// Epoch and last offset of a topic, `None` when it has no history yet.
     pub async fn head(&self, topic: &str) -> Result<Option<(Arc<str>, u64)>, BackendError> {
-        let keys = TopicKeys::new(topic);
+        let keys = self.keys.topic(topic);
         let reply: Vec<Value> = self
             .client
             .with_options(&self.options(None))
