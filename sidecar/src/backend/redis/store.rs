@@ -244,6 +244,7 @@ impl Store {
             Value::from(after.to_string()),
             Value::from(limit.to_string()),
             Value::from(retention_cutoff(topic, unix_ms()).to_string()),
+            Value::from(topic.config.retention.max_events.to_string()),
         ];
         let client = self.client.with_options(&self.options(None));
         let reply = self

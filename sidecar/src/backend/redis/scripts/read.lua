@@ -7,6 +7,7 @@
 --       2 after (offset; events with larger offsets are returned)
 --       3 limit (most events returned)
 --       4 retention cutoff (unix ms; older events are not returned)
+--       5 retention max events (a lowered limit applies before the next append)
 -- Returns {epoch, first retained offset (last + 1 when none), last offset,
 --          {offset, stored event JSON, offset, JSON, ...}}.
 local meta, log, ids, id_times = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -16,6 +17,7 @@ local limit = tonumber(ARGV[3])
 local epoch = ensure_epoch(meta, log, ids, id_times, ARGV[1])
 local last = tonumber(redis.call('HGET', meta, 'offset')) or 0
 trim_by_age(log, cutoff)
+redis.call('XTRIM', log, 'MAXLEN', tonumber(ARGV[5]))
 
 local first = last + 1
 local events = {}
