@@ -8,9 +8,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::connections::ConnectPlan;
 use crate::endpoint::WsEndpoint;
+use crate::protocol::System;
 use crate::source_addr::SourceAddrs;
 
-/// Load generator for the Eventcast sidecar.
+/// Load generator for the Eventcast sidecar (and, with --system, the peers it is
+/// compared with: Socket.IO 4 and nchan).
 #[derive(Debug, Parser)]
 #[command(name = "eventcast-bench", version, about, long_about = None)]
 pub struct Cli {
@@ -33,9 +35,14 @@ pub enum Command {
 /// Options shared by every subcommand that opens WebSocket clients.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The sidecar's WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/v1/ws")]
-    pub ws: String,
+    /// The system under test: which protocol to speak.
+    #[arg(long, value_enum, default_value_t = System::Eventcast)]
+    pub system: System,
+    /// The server's WebSocket URL [default: eventcast ws://127.0.0.1:8080/v1/ws;
+    /// socketio ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket;
+    /// nchan ws://127.0.0.1:8090/sub/TOPIC].
+    #[arg(long)]
+    pub ws: Option<String>,
     /// Topic to subscribe to (and publish to).
     #[arg(long, default_value = "bench")]
     pub topic: String,
@@ -61,9 +68,17 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
+    /// `--ws`, or the system's default for `--topic`.
+    pub fn ws_url(&self) -> String {
+        self.ws
+            .clone()
+            .unwrap_or_else(|| self.system.default_ws_url(&self.topic))
+    }
+
     /// The connect plan for a resolved endpoint.
     pub fn connect_plan(&self, endpoint: WsEndpoint) -> Result<ConnectPlan> {
         Ok(ConnectPlan {
+            system: self.system,
             endpoint,
             sources: self.source_addrs.clone(),
             topic: self.topic.clone(),
@@ -79,9 +94,10 @@ impl ClientArgs {
 pub struct FanoutArgs {
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Base URL of the sidecar's local publish API.
-    #[arg(long, default_value = "http://127.0.0.1:7070")]
-    pub publish: String,
+    /// Base URL of the publish API [default: eventcast http://127.0.0.1:7070;
+    /// socketio and nchan: the --ws server's http:// origin].
+    #[arg(long)]
+    pub publish: Option<String>,
     /// Number of subscribed WebSocket clients.
     #[arg(long, default_value_t = 100)]
     pub subscribers: usize,
@@ -94,7 +110,7 @@ pub struct FanoutArgs {
     /// Approximate size in bytes of each event's JSON `data`.
     #[arg(long, default_value_t = 100)]
     pub payload_bytes: usize,
-    /// Events per request; above 1 uses `POST /v1/events:batch`.
+    /// Events per request; above 1 uses `POST /v1/events:batch` (Eventcast only).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch: u32,
     /// Concurrent keep-alive HTTP connections of the publisher.
@@ -115,6 +131,15 @@ pub struct FanoutArgs {
     /// --step stops after a step whose p99 latency exceeds this.
     #[arg(long, default_value_t = 50.0)]
     pub max_p99_ms: f64,
+}
+
+impl FanoutArgs {
+    /// `--publish`, or the system's default.
+    pub fn publish_url(&self) -> String {
+        self.publish
+            .clone()
+            .unwrap_or_else(|| self.client.system.default_publish_url(&self.client.ws_url()))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -174,8 +199,35 @@ mod tests {
         };
         assert_eq!(f.rates, vec![10.0, 20.0, 40.0]);
         assert!(f.step);
-        assert_eq!(f.client.source_addrs.map(|s| s.len()), Some(2));
+        assert_eq!(f.client.source_addrs.as_ref().map(SourceAddrs::len), Some(2));
         assert!(secs("x", -1.0).is_err());
+        assert_eq!(f.client.system, System::Eventcast);
+        assert_eq!(f.client.ws_url(), "ws://127.0.0.1:8080/v1/ws");
+        assert_eq!(f.publish_url(), "http://127.0.0.1:7070");
+        Ok(())
+    }
+
+    #[test]
+    fn parses_system() -> Result<()> {
+        let cli = Cli::try_parse_from([
+            "eventcast-bench",
+            "fanout",
+            "--system",
+            "nchan",
+            "--ws",
+            "ws://127.0.0.1:9999/sub/bench",
+        ])?;
+        let Command::Fanout(f) = cli.command else {
+            bail!("not fanout")
+        };
+        assert_eq!(f.client.system, System::Nchan);
+        assert_eq!(f.publish_url(), "http://127.0.0.1:9999");
+        let cli = Cli::try_parse_from(["eventcast-bench", "idle", "--system", "socketio"])?;
+        let Command::Idle(i) = cli.command else {
+            bail!("not idle")
+        };
+        assert_eq!(i.client.ws_url(), System::Socketio.default_ws_url("bench"));
+        assert!(Cli::try_parse_from(["eventcast-bench", "idle", "--system", "kafka"]).is_err());
         Ok(())
     }
 }

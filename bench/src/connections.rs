@@ -1,8 +1,9 @@
 //! Opening many subscribed WebSocket clients: each TCP socket is optionally
-//! bound to a source address (round-robin), connected, upgraded with
-//! `Sec-WebSocket-Protocol: eventcast.v1`, and subscribed with
-//! `{"op":"subscribe","id":1,"topic":T}`; the client then waits for the
-//! `reply` with id 1. Connections are opened with bounded concurrency and
+//! bound to a source address (round-robin), connected, upgraded (with
+//! `Sec-WebSocket-Protocol: eventcast.v1` for Eventcast), and subscribed the
+//! way the system under test expects (see [`protocol`](crate::protocol); for
+//! Eventcast `{"op":"subscribe","id":1,"topic":T}`, then waiting for the
+//! `reply` with id 1). Connections are opened with bounded concurrency and
 //! transient failures are retried; each opened client then runs the
 //! [`subscriber`](crate::subscriber) loop until [`Clients::close`].
 
@@ -10,25 +11,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::endpoint::WsEndpoint;
-use crate::frame::{Frame, classify};
 use crate::latency::Recorder;
+use crate::protocol::System;
 use crate::source_addr::SourceAddrs;
 use crate::subscriber;
 
-/// The WebSocket subprotocol of the client protocol.
-pub const SUBPROTOCOL: &str = "eventcast.v1";
+/// The WebSocket subprotocol of the Eventcast client protocol.
+pub const SUBPROTOCOL: &str = crate::protocol::eventcast::SUBPROTOCOL;
 /// Per-connection read buffer (tungstenite allocates it eagerly; its 128 KiB
 /// default would cost gigabytes of address space at 15k connections).
 const READ_BUFFER: usize = 16 * 1024;
@@ -36,6 +36,8 @@ const READ_BUFFER: usize = 16 * 1024;
 /// How to open the clients.
 #[derive(Debug, Clone)]
 pub struct ConnectPlan {
+    /// The protocol to speak.
+    pub system: System,
     pub endpoint: WsEndpoint,
     pub sources: Option<SourceAddrs>,
     pub topic: String,
@@ -51,7 +53,7 @@ pub struct ConnectPlan {
 
 /// A failed attempt; transient ones are retried.
 #[derive(Debug)]
-enum AttemptError {
+pub(crate) enum AttemptError {
     Transient(anyhow::Error),
     Fatal(anyhow::Error),
 }
@@ -64,7 +66,7 @@ impl AttemptError {
     }
 }
 
-fn transient(e: impl Into<anyhow::Error>) -> AttemptError {
+pub(crate) fn transient(e: impl Into<anyhow::Error>) -> AttemptError {
     AttemptError::Transient(e.into())
 }
 
@@ -102,50 +104,6 @@ async fn tcp_connect(plan: &ConnectPlan, i: usize) -> Result<TcpStream, AttemptE
     Ok(stream)
 }
 
-/// Sends the subscribe request and waits for its reply.
-async fn subscribe(ws: &mut WebSocketStream<TcpStream>, topic: &str) -> Result<(), AttemptError> {
-    let req = serde_json::json!({"op": "subscribe", "id": 1, "topic": topic}).to_string();
-    ws.send(Message::text(req))
-        .await
-        .map_err(|e| transient(anyhow::Error::new(e).context("sending subscribe")))?;
-    loop {
-        let msg = match ws.next().await {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => {
-                return Err(transient(anyhow::Error::new(e).context("awaiting subscribe reply")));
-            }
-            None => return Err(transient(anyhow!("closed before the subscribe reply"))),
-        };
-        let bytes: &[u8] = match &msg {
-            Message::Text(t) => t.as_bytes(),
-            Message::Binary(b) => b,
-            Message::Close(c) => {
-                return Err(transient(anyhow!("closed before the subscribe reply: {c:?}")));
-            }
-            _ => continue,
-        };
-        match classify(bytes) {
-            Frame::Reply {
-                id: Some(1), ok: true, ..
-            } => return Ok(()),
-            Frame::Reply {
-                id: Some(1),
-                ok: false,
-                error,
-            } => {
-                return Err(AttemptError::Fatal(anyhow!(
-                    "subscribe to {topic:?} refused: {}",
-                    error.unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
-                )));
-            }
-            Frame::Disconnect => {
-                return Err(transient(anyhow!("disconnected: {}", String::from_utf8_lossy(bytes))));
-            }
-            _ => {}
-        }
-    }
-}
-
 async fn attempt(plan: &ConnectPlan, i: usize) -> Result<WebSocketStream<TcpStream>, AttemptError> {
     let stream = tcp_connect(plan, i).await?;
     let mut request = plan
@@ -154,14 +112,16 @@ async fn attempt(plan: &ConnectPlan, i: usize) -> Result<WebSocketStream<TcpStre
         .as_str()
         .into_client_request()
         .map_err(|e| AttemptError::Fatal(e.into()))?;
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
+    if let Some(subprotocol) = plan.system.subprotocol() {
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(subprotocol));
+    }
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
     let (mut ws, _resp) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
         .await
         .map_err(handshake_error)?;
-    subscribe(&mut ws, &plan.topic).await?;
+    plan.system.subscribe(&mut ws, &plan.topic).await?;
     Ok(ws)
 }
 
@@ -239,7 +199,7 @@ pub async fn open(plan: &ConnectPlan, n: usize, rec: &Arc<Recorder>) -> Clients 
                 Ok(ws) => {
                     let _ = done_tx.send(Ok(())).await;
                     drop(done_tx);
-                    subscriber::run(ws, i, rec, shutdown_rx).await;
+                    subscriber::run(ws, plan.system, i, rec, shutdown_rx).await;
                 }
                 Err(e) => {
                     let _ = done_tx.send(Err(format!("{e:#}"))).await;

@@ -139,6 +139,9 @@ fn validate(args: &FanoutArgs) -> Result<()> {
     if args.subscribers == 0 {
         bail!("--subscribers must be at least 1");
     }
+    if args.batch > 1 && !args.client.system.supports_batch() {
+        bail!("--batch > 1 is only supported with --system eventcast");
+    }
     let rates = if args.step { step_rates(args) } else { vec![args.rate] };
     if rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
         bail!("rates must be positive numbers");
@@ -152,16 +155,16 @@ fn validate(args: &FanoutArgs) -> Result<()> {
 /// Runs the `fanout` subcommand.
 pub async fn run(args: &FanoutArgs) -> Result<()> {
     validate(args)?;
-    let ws = endpoint::ws_endpoint(&args.client.ws, args.client.token.as_deref()).await?;
-    let http = endpoint::http_endpoint(&args.publish).await?;
+    let ws = endpoint::ws_endpoint(&args.client.ws_url(), args.client.token.as_deref()).await?;
+    let http = endpoint::http_endpoint(&args.publish_url()).await?;
     let connect_plan = args.client.connect_plan(ws)?;
     connections::check_sources(&connect_plan)?;
     let shards = 64;
     let rec = Arc::new(Recorder::new(shards)?);
 
     eprintln!(
-        "opening {} subscribers on {} (topic {:?})",
-        args.subscribers, connect_plan.endpoint.url, args.client.topic
+        "opening {} {} subscribers on {} (topic {:?})",
+        args.subscribers, args.client.system, connect_plan.endpoint.url, args.client.topic
     );
     let clients = connections::open(&connect_plan, args.subscribers, &rec).await;
     let connect = ConnectReport {
@@ -181,6 +184,7 @@ pub async fn run(args: &FanoutArgs) -> Result<()> {
     }
 
     let plan = PublishPlan {
+        system: args.client.system,
         endpoint: http,
         topic: args.client.topic.clone(),
         rate: args.rate,
@@ -218,6 +222,7 @@ async fn run_once(args: &FanoutArgs, rig: &Rig, connect: ConnectReport) -> Resul
     let result = rig.phase(args.rate).await?;
     let report = FanoutReport {
         mode: "fanout",
+        system: args.client.system,
         topic: args.client.topic.clone(),
         batch: args.batch,
         payload_bytes: args.payload_bytes,
@@ -256,6 +261,7 @@ async fn run_steps(args: &FanoutArgs, rig: &Rig, connect: ConnectReport) -> Resu
     }
     let report = StepReport {
         mode: "step",
+        system: args.client.system,
         topic: args.client.topic.clone(),
         batch: args.batch,
         payload_bytes: args.payload_bytes,

@@ -19,8 +19,12 @@ pub enum Frame {
     },
     /// `{"op":"lagged",...}`: the server shed events for this connection.
     Lagged,
-    /// `{"op":"disconnect",...}`: the server is closing this connection.
+    /// `{"op":"disconnect",...}`: the server is closing this connection
+    /// (Socket.IO: Engine.IO close `1`, namespace disconnect `41`).
     Disconnect,
+    /// A protocol-level heartbeat the client must answer (Socket.IO `2`);
+    /// see [`System::pong`](crate::protocol::System::pong).
+    Ping,
     /// Anything else (pong, unknown ops, malformed JSON).
     Other,
 }
@@ -84,8 +88,9 @@ fn leading_u64(b: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-/// `event.data.t`: the first `"t":` key after the first `"data":` key.
-fn event_t(b: &[u8]) -> Option<u64> {
+/// `event.data.t`: the first `"t":` key after the first `"data":` key (also
+/// used for the peers' frames, which carry the published body).
+pub fn event_t(b: &[u8]) -> Option<u64> {
     let data = value_after(b, b"\"data\"", 0)?;
     let t = value_after(b, b"\"t\"", data)?;
     leading_u64(&b[t..])

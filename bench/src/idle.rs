@@ -28,7 +28,7 @@ pub async fn run(args: &IdleArgs) -> Result<()> {
     }
     let settle = secs("--settle", args.settle)?;
     let hold = secs("--hold", args.hold)?;
-    let ws = endpoint::ws_endpoint(&args.client.ws, args.client.token.as_deref()).await?;
+    let ws = endpoint::ws_endpoint(&args.client.ws_url(), args.client.token.as_deref()).await?;
     let plan = args.client.connect_plan(ws)?;
     connections::check_sources(&plan)?;
     let rec = Arc::new(Recorder::new(16)?);
@@ -81,6 +81,7 @@ pub async fn run(args: &IdleArgs) -> Result<()> {
 
     let report = IdleReport {
         mode: "idle",
+        system: args.client.system,
         connect,
         server_pid: args.server_pid,
         server_rss_before_kib: server_before,

@@ -4,7 +4,9 @@
 //! sidecar through its public WebSocket endpoint (`GET /v1/ws`, subprotocol
 //! `eventcast.v1`) and its local publish API (`POST /v1/topics/{topic}/events`,
 //! `POST /v1/events:batch`) and measures fan-out throughput, publish-to-receive
-//! latency and the server's memory per idle connection.
+//! latency and the server's memory per idle connection. With `--system` it drives
+//! the peers Eventcast is compared with instead (Socket.IO 4 and nchan, see
+//! [`protocol`] and `bench/peers/`).
 
 pub mod cli;
 pub mod connections;
@@ -15,6 +17,7 @@ pub mod http_client;
 pub mod idle;
 pub mod latency;
 pub mod procfs;
+pub mod protocol;
 pub mod publisher;
 pub mod report;
 pub mod source_addr;

@@ -1,7 +1,9 @@
 //! The rate-paced publisher: POSTs `bench.tick` events carrying their send
 //! timestamp to the sidecar's local publish API over several keep-alive
 //! connections, one event per request or `batch` events per
-//! `POST /v1/events:batch`.
+//! `POST /v1/events:batch`. For the peers the same single-event body goes to
+//! their publish path (`POST /publish/{topic}` for Socket.IO,
+//! `POST /pub/{topic}` for nchan; see [`System::publish_path`]).
 //!
 //! Pacing is open-loop: request `r` is due at `start + r * batch / rate`, and
 //! the connections take the next due request from a shared counter. A slow
@@ -21,6 +23,7 @@ use tokio::time::Instant;
 use crate::endpoint::HttpEndpoint;
 use crate::http_client::{HttpConn, Response};
 use crate::latency::unix_nanos;
+use crate::protocol::System;
 
 /// How long past its planned end a run may keep sending late requests.
 const GRACE: Duration = Duration::from_secs(2);
@@ -30,6 +33,8 @@ const DATA_OVERHEAD: usize = 34;
 /// What to publish, how fast and for how long.
 #[derive(Debug, Clone)]
 pub struct PublishPlan {
+    /// Whose publish path to use.
+    pub system: System,
     pub endpoint: HttpEndpoint,
     pub topic: String,
     /// Events per second.
@@ -178,7 +183,7 @@ impl Publisher {
         let path = if batch > 1 {
             plan.endpoint.batch_path()
         } else {
-            plan.endpoint.topic_events_path(&plan.topic)
+            plan.system.publish_path(&plan.endpoint, &plan.topic)
         };
         let topic_json = serde_json::to_string(&plan.topic)?;
         let pad = pad_for(plan.payload_bytes);

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::latency::LatencySummary;
+use crate::protocol::System;
 use crate::publisher::PublishStats;
 
 /// How opening the clients went.
@@ -49,6 +50,8 @@ pub struct PhaseReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct FanoutReport {
     pub mode: &'static str,
+    /// The system under test (`--system`).
+    pub system: System,
     pub topic: String,
     pub batch: u32,
     pub payload_bytes: usize,
@@ -61,6 +64,8 @@ pub struct FanoutReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
     pub mode: &'static str,
+    /// The system under test (`--system`).
+    pub system: System,
     pub topic: String,
     pub batch: u32,
     pub payload_bytes: usize,
@@ -78,6 +83,8 @@ pub struct StepReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleReport {
     pub mode: &'static str,
+    /// The system under test (`--system`).
+    pub system: System,
     pub connect: ConnectReport,
     pub server_pid: Option<u32>,
     pub server_rss_before_kib: Option<u64>,

@@ -1,43 +1,49 @@
 //! The per-connection reader loop of a subscribed client: classifies every
-//! server frame, times events against their send timestamp and hands the
+//! server frame with the system's protocol, answers protocol-level pings
+//! (Socket.IO), times events against their send timestamp and hands the
 //! observations to the shared [`Recorder`] in small batches (one lock per
 //! batch of messages that were already buffered).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::frame::{Frame, classify};
+use crate::frame::Frame;
 use crate::latency::{Batch, Recorder, unix_nanos};
+use crate::protocol::System;
 
 /// At most this many already-buffered messages are handled per lock.
 const MAX_BATCH: usize = 64;
 /// How long a requested close may take before the socket is just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn observe(msg: &Message, batch: &mut Batch, record_from: u64) {
+/// Records one message; returns whether it was a ping to answer.
+fn observe(system: System, msg: &Message, batch: &mut Batch, record_from: u64) -> bool {
     let bytes: &[u8] = match msg {
         Message::Text(t) => t.as_bytes(),
         Message::Binary(b) => b,
-        _ => return,
+        _ => return false,
     };
-    match classify(bytes) {
+    match system.classify(bytes) {
         Frame::Event { t } => batch.event(t, unix_nanos(), record_from),
         Frame::Lagged => batch.lagged(),
         Frame::Disconnect => batch.disconnect(),
+        Frame::Ping => return true,
         Frame::Reply { .. } | Frame::Other => {}
     }
+    false
 }
 
 /// Reads `ws` until the server closes it or `shutdown` turns true, recording
 /// into shard `key` of `rec`. An unrequested end counts as a closed connection.
 pub async fn run(
     mut ws: WebSocketStream<TcpStream>,
+    system: System,
     key: usize,
     rec: Arc<Recorder>,
     mut shutdown: watch::Receiver<bool>,
@@ -58,9 +64,10 @@ pub async fn run(
         };
         let record_from = rec.record_from();
         let mut handled = 0;
+        let mut pings = 0;
         loop {
             match next {
-                Some(Ok(msg)) => observe(&msg, &mut batch, record_from),
+                Some(Ok(msg)) => pings += usize::from(observe(system, &msg, &mut batch, record_from)),
                 Some(Err(_)) | None => {
                     rec.apply(key, &mut batch);
                     rec.connection_closed();
@@ -78,5 +85,13 @@ pub async fn run(
             }
         }
         rec.apply(key, &mut batch);
+        if let Some(pong) = system.pong() {
+            for _ in 0..pings {
+                if ws.send(Message::text(pong)).await.is_err() {
+                    rec.connection_closed();
+                    return;
+                }
+            }
+        }
     }
 }
