@@ -2,7 +2,7 @@
 //! refusal with its status and error code, content rules, history, presence, stats,
 //! health probes and the per-topic metrics.
 
-use eventcast_tests::{QUIET, TestSidecar, WAIT, eventually, metric};
+use eventcast_tests::{Backend, QUIET, TestSidecar, WAIT, eventually, metric};
 use serde_json::{Value, json};
 
 /// `news` (open), `small` (256-byte events), `strict` (schema),
@@ -428,7 +428,7 @@ async fn stats_report_connections_subscriptions_and_config() {
     assert_eq!(s.body["connections"], 2, "{}", s.body);
     assert_eq!(s.body["subscriptions"], 2, "{}", s.body);
     assert_eq!(s.body["topics"], 6, "{}", s.body);
-    assert_eq!(s.body["backend"], "memory");
+    assert_eq!(s.body["backend"], Backend::from_env().name());
     assert_eq!(s.body["ready"], true);
     assert!(
         s.body["configVersion"].as_str().is_some_and(|v| v.starts_with("v-")),

@@ -11,6 +11,10 @@
 //! listeners, tests use only `server::start` and `Running::shutdown`, the embedding API
 //! the binary uses too.
 //!
+//! Backend: `EVENTCAST_TEST_BACKEND=memory|redis` (default `memory`) picks the backend
+//! every [`TestSidecar`] runs on, so the same suite runs against each ([`Backend`]); the
+//! rare test that cannot hold on Redis returns early through [`skip_on_redis`].
+//!
 //! Timing: frames a test waits for get [`WAIT`] (generous, for a busy two-core
 //! machine); asserting that nothing arrives uses [`QUIET`].
 
@@ -19,6 +23,7 @@ mod jwt;
 mod metrics;
 mod raw_ws;
 pub mod redis_cluster;
+mod redis_sidecar;
 mod sidecar;
 mod wait;
 mod ws;
@@ -29,7 +34,8 @@ pub use http::HttpReply;
 pub use jwt::{AUTH_MANIFESTS, Jwt, TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET};
 pub use metrics::metric;
 pub use raw_ws::{RawFrame, RawWsClient};
-pub use sidecar::TestSidecar;
+pub use redis_sidecar::{Acked, FrameRecorder, GIVE_UP, Outage, StreamLog, publish_stream, topic_manifest};
+pub use sidecar::{Backend, ENV_BACKEND, TestSidecar, skip_on_redis};
 pub use wait::eventually;
 pub use ws::{ConnectOptions, FrameError, WsClient};
 

@@ -1,9 +1,22 @@
 //! An in-process sidecar on ephemeral loopback ports, with its own manifest directory
-//! (a fresh temp dir, or an existing directory such as `examples/`).
+//! (a fresh temp dir, or an existing directory such as `examples/`), on the backend
+//! that `EVENTCAST_TEST_BACKEND` names ([`Backend`]): the behavioural suite is one suite,
+//! run against each backend.
+//!
+//! **Redis.** With `EVENTCAST_TEST_BACKEND=redis`, every sidecar uses the real Redis
+//! Cluster of `EVENTCAST_TEST_REDIS_CLUSTER` (see [`crate::redis_cluster`]) in a
+//! namespace of its own (`t-<16 hex digits>`). The backend's keys start with
+//! `ec:<namespace>:`, so each sidecar finds fresh topics (offset 1, empty history, no
+//! presence, no idempotency keys, full rate-limit buckets) although the tests use fixed
+//! topic names, run in parallel and leave their data in the cluster: no flushing, no
+//! serialization. Each sidecar also holds [`RedisCluster::shared`] for its lifetime, so
+//! it never runs while a test of its process changes the cluster's topology.
 
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use eventcast_sidecar::server::{self, Running};
 use eventcast_sidecar::settings::Settings;
@@ -11,7 +24,96 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::http::HttpReply;
+use crate::redis_cluster::{self, RedisCluster, SharedGuard};
 use crate::ws::{ConnectOptions, WsClient};
+
+/// Names the backend [`TestSidecar`]s run on: `memory` (the default) or `redis`.
+pub const ENV_BACKEND: &str = "EVENTCAST_TEST_BACKEND";
+
+/// The backend the behavioural suite runs against ([`ENV_BACKEND`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded in-process backend.
+    Memory,
+    /// The Redis Cluster of `EVENTCAST_TEST_REDIS_CLUSTER`.
+    Redis,
+}
+
+impl Backend {
+    /// The backend named by [`ENV_BACKEND`]; [`Backend::Memory`] when it is unset or empty.
+    ///
+    /// # Panics
+    /// When it names another backend.
+    pub fn from_env() -> Self {
+        match std::env::var(ENV_BACKEND).as_deref().map(str::trim) {
+            Err(_) | Ok("" | "memory") => Self::Memory,
+            Ok("redis") => Self::Redis,
+            Ok(other) => panic!("{ENV_BACKEND}={other:?}: expected `memory` or `redis`"),
+        }
+    }
+
+    /// Whether the suite runs against Redis.
+    pub fn is_redis() -> bool {
+        Self::from_env() == Self::Redis
+    }
+
+    /// The name the sidecar reports (`/v1/stats` `backend`) and `--backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+/// For the rare test that cannot hold on the Redis backend: says so on stderr, with
+/// `reason`, and returns `true` when the suite runs against Redis (the test then returns).
+///
+/// ```ignore
+/// if skip_on_redis("...why...") { return; }
+/// ```
+pub fn skip_on_redis(reason: &str) -> bool {
+    let skip = Backend::is_redis();
+    if skip {
+        eprintln!("skipped on redis: {reason}");
+    }
+    skip
+}
+
+/// A namespace no other sidecar (of this or an earlier run) uses: a DNS label.
+fn unique_namespace() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let random = RandomState::new().hash_one((n, std::process::id(), SystemTime::now()));
+    format!("t-{random:016x}")
+}
+
+/// Settings for a sidecar on `manifests`, on the backend of [`ENV_BACKEND`], with the
+/// guard a Redis-backed sidecar holds.
+async fn settings(manifests: PathBuf) -> (Settings, Option<SharedGuard>) {
+    let settings = Settings::for_tests(manifests);
+    match Backend::from_env() {
+        Backend::Memory => (settings, None),
+        Backend::Redis => {
+            let nodes = std::env::var(redis_cluster::ENV_NODES)
+                .ok()
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{ENV_BACKEND}=redis needs {} (the Redis Cluster's nodes, host:port,...): \
+                         start one with `bash e2e/redis-cluster.sh start` and export \
+                         {}=$(bash e2e/redis-cluster.sh nodes), or run scripts/test.sh",
+                        redis_cluster::ENV_NODES,
+                        redis_cluster::ENV_NODES,
+                    )
+                });
+            let guard = RedisCluster::shared().await;
+            let mut settings = settings.with_redis_cluster(nodes.trim());
+            settings.namespace = unique_namespace();
+            (settings, Some(guard))
+        }
+    }
+}
 
 /// A running sidecar and the directory it reads manifests from.
 ///
@@ -22,6 +124,8 @@ pub struct TestSidecar {
     manifests: PathBuf,
     // Kept alive for the sidecar's lifetime; `None` for a directory the test did not create.
     _dir: Option<TempDir>,
+    // On the Redis backend: no topology change while the sidecar runs (dropped after it).
+    _cluster: Option<SharedGuard>,
     pub public_addr: SocketAddr,
     pub local_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
@@ -45,9 +149,14 @@ impl TestSidecar {
     }
 
     async fn start_on(manifests: PathBuf, dir: Option<TempDir>) -> Self {
-        let running = server::start(Settings::for_tests(manifests.clone()))
-            .await
-            .unwrap_or_else(|e| panic!("sidecar failed to start on {}: {e}", manifests.display()));
+        let (settings, cluster) = settings(manifests.clone()).await;
+        let backend = settings.backend;
+        let running = server::start(settings).await.unwrap_or_else(|e| {
+            panic!(
+                "sidecar ({backend:?} backend) failed to start on {}: {e}",
+                manifests.display()
+            )
+        });
         Self {
             public_addr: running.public_addr,
             local_addr: running.local_addr,
@@ -55,6 +164,7 @@ impl TestSidecar {
             running: Some(running),
             manifests,
             _dir: dir,
+            _cluster: cluster,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -192,6 +302,38 @@ impl Drop for TestSidecar {
     fn drop(&mut self) {
         if let Some(running) = &self.running {
             running.state.shutdown.cancel();
+        }
+    }
+}
+
+// Additive: a sidecar on settings of the test's choosing (the Redis backend's tests
+// start theirs through `redis_sidecar.rs`). Kept apart from the constructors above.
+impl TestSidecar {
+    /// Writes `files` (name, YAML) into a fresh directory and starts a sidecar on the
+    /// settings `settings` makes for that directory (e.g. `Settings::for_tests(dir)`
+    /// with a Redis Cluster).
+    pub async fn start_with_settings(files: &[(&str, &str)], settings: impl FnOnce(PathBuf) -> Settings) -> Self {
+        let dir = tempfile::tempdir().expect("create a temp dir for manifests");
+        for (name, yaml) in files {
+            std::fs::write(dir.path().join(name), yaml).expect("write manifest");
+        }
+        let manifests = dir.path().to_owned();
+        let running = server::start(settings(manifests.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("sidecar failed to start on {}: {e}", manifests.display()));
+        Self {
+            public_addr: running.public_addr,
+            local_addr: running.local_addr,
+            metrics_addr: running.metrics_addr,
+            running: Some(running),
+            manifests,
+            _dir: Some(dir),
+            // The caller chose the backend and takes its own cluster guard.
+            _cluster: None,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("build HTTP client"),
         }
     }
 }

@@ -186,17 +186,18 @@ impl SubscriptionSet {
         let read = match state.backend.read(topic, after, retention.max(1)).await {
             Ok(r) => r,
             Err(e) => {
-                sub.finish_recovery(0);
+                sub.finish_recovery(None);
                 return Err((error_code::UNAVAILABLE, e.to_string()));
             }
         };
         let mut result = json!({"topic": &*topic.name, "offset": read.last, "epoch": &*read.epoch});
         match since {
-            None => sub.finish_recovery(read.last),
+            None => sub.finish_recovery(Some((&read.epoch, read.last))),
             Some(pos) => {
                 let same_epoch = *pos.epoch == *read.epoch;
                 let recovered = same_epoch && pos.offset <= read.last && pos.offset.saturating_add(1) >= read.first;
-                let mut replayed_up_to = 0;
+                // Not recovered: live events after the position this reply reports.
+                let mut replayed_up_to = read.last;
                 if recovered {
                     let now = unix_ms();
                     for ev in &read.events {
@@ -208,7 +209,7 @@ impl SubscriptionSet {
                     // History is read in one go up to retention, so this is the last offset.
                     replayed_up_to = replayed_up_to.max(pos.offset);
                 }
-                sub.finish_recovery(replayed_up_to);
+                sub.finish_recovery(Some((&read.epoch, replayed_up_to)));
                 result["recovered"] = json!(recovered);
             }
         }

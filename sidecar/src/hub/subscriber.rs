@@ -1,5 +1,8 @@
-//! One connection's subscription to one topic: its filter, and the recovery gate that
-//! holds live events back while missed ones are replayed from history.
+//! One connection's subscription to one topic: its filter, the recovery gate that holds
+//! live events back while missed ones are replayed from history, and the watermark that
+//! keeps delivery exactly-once in offset order afterwards: with a networked backend a
+//! live event can arrive after the history read already returned it, and must not be
+//! delivered twice.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +34,9 @@ pub struct Subscriber {
     pub outbox: Arc<Outbox>,
     recovering: AtomicBool,
     held: Mutex<Vec<Arc<SharedEvent>>>,
+    /// Epoch and offset of the newest event queued (live or replayed); older offsets of
+    /// the same epoch are dropped. Touched only by the topic's (serialized) fan-out.
+    watermark: Mutex<Option<(Arc<str>, u64)>>,
 }
 
 impl Subscriber {
@@ -54,6 +60,7 @@ impl Subscriber {
             outbox,
             recovering: AtomicBool::new(recovering),
             held: Mutex::new(Vec::new()),
+            watermark: Mutex::new(None),
         }
     }
 
@@ -76,18 +83,107 @@ impl Subscriber {
                 return Enqueued::Queued;
             }
         }
+        self.enqueue_live(ev)
+    }
+
+    /// Queues an event newer than the watermark; drops one already queued.
+    fn enqueue_live(&self, ev: &Arc<SharedEvent>) -> Enqueued {
+        {
+            let mut mark = self.watermark.lock();
+            if let Some((epoch, offset)) = &*mark
+                && **epoch == *ev.epoch
+                && ev.offset <= *offset
+            {
+                return Enqueued::Queued;
+            }
+            *mark = Some((ev.epoch.clone(), ev.offset));
+        }
         self.outbox.enqueue(ev.clone())
     }
 
-    /// Ends recovery: queues held live events newer than `replayed_up_to` (older ones
-    /// were replayed from history) and switches to live delivery, keeping offset order.
-    pub fn finish_recovery(&self, replayed_up_to: u64) {
+    /// Ends recovery at `position` (epoch and the last offset the client has, from
+    /// history or its own `since`; `None` when unknown): queues held live events newer
+    /// than it and switches to live delivery, keeping offset order.
+    pub fn finish_recovery(&self, position: Option<(&Arc<str>, u64)>) {
         let mut held = self.held.lock();
+        *self.watermark.lock() = position.map(|(epoch, offset)| (epoch.clone(), offset));
         for ev in held.drain(..) {
-            if ev.offset > replayed_up_to {
-                self.outbox.enqueue(ev);
-            }
+            self.enqueue_live(&ev);
         }
         self.recovering.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::StoredEvent;
+    use crate::metrics::TopicMetrics;
+    use eventcast_api::protocol::DeliveredEvent;
+
+    fn ev(epoch: &str, offset: u64) -> Arc<SharedEvent> {
+        let stored = StoredEvent {
+            event: DeliveredEvent {
+                id: format!("e{offset}"),
+                event_type: "t".into(),
+                time: "now".into(),
+                priority: Priority::Normal,
+                source: None,
+                data: serde_json::Value::Null,
+                requires_ack: false,
+                correlation_id: None,
+                causation_id: None,
+            },
+            targets: None,
+            expires_at_ms: None,
+            published_at_ms: 0,
+        };
+        Arc::new(SharedEvent::new(
+            "t".into(),
+            offset,
+            epoch.into(),
+            stored,
+            100,
+            None,
+            TopicMetrics::detached("t"),
+        ))
+    }
+
+    fn subscriber(outbox: &Arc<Outbox>) -> Subscriber {
+        Subscriber::new(
+            1,
+            "s".into(),
+            None,
+            None,
+            SubscriberFilter::default(),
+            outbox.clone(),
+            true,
+        )
+    }
+
+    #[test]
+    fn live_events_already_replayed_are_not_delivered_twice() {
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        let sub = subscriber(&outbox);
+        sub.deliver(&ev("e1", 5));
+        sub.deliver(&ev("e1", 6));
+        let epoch: Arc<str> = "e1".into();
+        // History returned up to 6; event 6 arrives live again after recovery ended.
+        sub.finish_recovery(Some((&epoch, 6)));
+        sub.deliver(&ev("e1", 6));
+        sub.deliver(&ev("e1", 7));
+        sub.deliver(&ev("e1", 7));
+        assert_eq!(outbox.queued(), 1, "only offset 7 is new");
+    }
+
+    #[test]
+    fn a_new_epoch_starts_over() {
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        let sub = subscriber(&outbox);
+        let epoch: Arc<str> = "e1".into();
+        sub.finish_recovery(Some((&epoch, 40)));
+        sub.deliver(&ev("e2", 1));
+        sub.deliver(&ev("e2", 2));
+        assert_eq!(outbox.queued(), 2);
     }
 }
