@@ -25,9 +25,14 @@ async fn clients_get_disconnect_4005_and_shutdown_returns() {
     let mut a = sc.client().await;
     a.subscribe("room").await;
     let mut b = sc.client().await;
+    // A witness subscriber: once it has all three events, the same fan-out has queued
+    // them for `a` too (with the Redis backend delivery is asynchronous to the 202).
+    let mut witness = sc.client().await;
+    witness.subscribe("room").await;
     for n in 1..=3 {
         sc.publish_ok("room", &json!({"type": "x", "data": {"n": n}})).await;
     }
+    assert_eq!(witness.collect_events(3, WAIT).await.len(), 3);
     let public = sc.public_addr;
 
     let started = Instant::now();
