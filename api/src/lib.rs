@@ -4,6 +4,7 @@
 
 pub mod compiler;
 pub mod config;
+pub mod config_stream;
 pub mod crd;
 pub mod duration;
 pub mod filter;
