@@ -39,6 +39,8 @@ pub struct CompileInput {
 pub struct CompileOutput {
     pub config: CompiledConfig,
     pub errors: Vec<CompileError>,
+    /// Accepted BroadcastPolicy name -> how many topics it selects.
+    pub policy_selections: BTreeMap<String, u32>,
 }
 
 impl CompileOutput {
@@ -69,6 +71,10 @@ pub fn compile(input: &CompileInput) -> CompileOutput {
     let mut topics = topic::compile_own(input, &mut errors);
     let policies = policy::compile_all(input, &topics, &mut errors);
     topic::apply_policies(&mut topics, &policies);
+    let policy_selections = policies
+        .iter()
+        .map(|p| (p.name.clone(), u32::try_from(p.selected.len()).unwrap_or(u32::MAX)))
+        .collect();
     topic::check_references(&mut topics, &mut errors);
 
     let topic_map: BTreeMap<String, crate::config::TopicConfig> =
@@ -104,6 +110,7 @@ pub fn compile(input: &CompileInput) -> CompileOutput {
             sources,
         },
         errors,
+        policy_selections,
     }
 }
 
