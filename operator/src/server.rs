@@ -19,10 +19,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::reconcile::Reconciler;
 use crate::reconcile::caches::Caches;
 use crate::reconcile::dirty::Dirty;
 use crate::reconcile::events::Events;
-use crate::reconcile::Reconciler;
 use crate::settings::Settings;
 use crate::status::StatusWriter;
 use crate::stream::Registry;

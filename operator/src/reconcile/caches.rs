@@ -52,20 +52,31 @@ where
 
 /// Runs one reflector until shutdown: events mark namespaces dirty; the first complete
 /// list marks the cache synced. Watch errors back off (kube-runtime's default backoff).
-fn spawn_reflector<K>(
-    tasks: &mut JoinSet<()>,
-    api: Api<K>,
-    writer: reflector::store::Writer<K>,
-    store: Store<K>,
+/// What every reflector task shares.
+#[derive(Clone)]
+struct Shared {
     synced: Arc<[AtomicBool; 4]>,
-    slot: usize,
     dirty: Arc<Dirty>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+}
+
+fn spawn_reflector<K>(
+    tasks: &mut JoinSet<()>,
+    api: Api<K>,
+    (writer, store): (reflector::store::Writer<K>, Store<K>),
+    slot: usize,
+    shared: Shared,
 ) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let kind = K::kind(&()).into_owned();
+    let Shared {
+        synced,
+        dirty,
+        metrics,
+        shutdown,
+    } = shared;
     tasks.spawn(async move {
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
@@ -122,50 +133,22 @@ impl Caches {
         let (subscriptions, sw) = reflector::store();
         let (policies, pw) = reflector::store();
         let (secrets, xw) = reflector::store();
-        spawn_reflector::<Topic>(
-            tasks,
-            api(client, namespace),
-            tw,
-            topics.clone(),
-            synced.clone(),
-            0,
-            dirty.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        );
+        let shared = Shared {
+            synced: synced.clone(),
+            dirty,
+            metrics,
+            shutdown: shutdown.clone(),
+        };
+        spawn_reflector::<Topic>(tasks, api(client, namespace), (tw, topics.clone()), 0, shared.clone());
         spawn_reflector::<Subscription>(
             tasks,
             api(client, namespace),
-            sw,
-            subscriptions.clone(),
-            synced.clone(),
+            (sw, subscriptions.clone()),
             1,
-            dirty.clone(),
-            metrics.clone(),
-            shutdown.clone(),
+            shared.clone(),
         );
-        spawn_reflector::<BroadcastPolicy>(
-            tasks,
-            api(client, namespace),
-            pw,
-            policies.clone(),
-            synced.clone(),
-            2,
-            dirty.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        );
-        spawn_reflector::<Secret>(
-            tasks,
-            api(client, namespace),
-            xw,
-            secrets.clone(),
-            synced.clone(),
-            3,
-            dirty,
-            metrics,
-            shutdown.clone(),
-        );
+        spawn_reflector::<BroadcastPolicy>(tasks, api(client, namespace), (pw, policies.clone()), 2, shared.clone());
+        spawn_reflector::<Secret>(tasks, api(client, namespace), (xw, secrets.clone()), 3, shared);
         Self {
             topics,
             subscriptions,

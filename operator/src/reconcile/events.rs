@@ -24,7 +24,11 @@ pub struct Events {
 
 impl Events {
     /// Starts the sending task; it ends on shutdown.
-    pub fn start(client: kube::Client, identity: String, shutdown: CancellationToken) -> (Self, impl Future<Output = ()>) {
+    pub fn start(
+        client: kube::Client,
+        identity: String,
+        shutdown: CancellationToken,
+    ) -> (Self, impl Future<Output = ()>) {
         let (tx, mut rx) = mpsc::channel::<Note>(512);
         let recorder = Recorder::new(
             client,

@@ -264,7 +264,11 @@ mod tests {
         assert_eq!(c.output.config.topics["t"].retention.max_events, 10);
         state.record_published("demo", &c.output, 1);
 
-        let bad = topic("t", 2, r#"{retention: {maxEvents: 20}, schema: {type: "no-such-type"}}"#);
+        let bad = topic(
+            "t",
+            2,
+            r#"{retention: {maxEvents: 20}, schema: {type: "no-such-type"}}"#,
+        );
         let c = state.compile("demo", &snapshot(vec![bad]));
         let key = ResourceKey::new(Kind::Topic, "demo", "t");
         assert!(c.errors.contains_key(&key), "the bad generation is reported");
@@ -311,7 +315,10 @@ mod tests {
         let c = state.compile("demo", &snapshot(vec![topic("a", 1, "{}"), topic("b", 1, "{}")]));
         state.record_published("demo", &c.output, 5);
         assert_eq!(state.programmed(&key).map(|p| p.since), Some(4));
-        let c = state.compile("demo", &snapshot(vec![topic("a", 2, "{presence: true}"), topic("b", 1, "{}")]));
+        let c = state.compile(
+            "demo",
+            &snapshot(vec![topic("a", 2, "{presence: true}"), topic("b", 1, "{}")]),
+        );
         state.record_published("demo", &c.output, 6);
         assert_eq!(
             state.programmed(&key),

@@ -195,19 +195,39 @@ pub fn compute(existing: &CommonStatus, facts: &Facts<'_>, now: &Time) -> Common
             ),
         )
     };
-    set_condition(&mut conditions, PROGRAMMED, programmed, reason, message, generation, now);
+    set_condition(
+        &mut conditions,
+        PROGRAMMED,
+        programmed,
+        reason,
+        message,
+        generation,
+        now,
+    );
 
     // Ready is what GitOps tools wait on: valid and served by every connected sidecar.
     // With no sidecar connected there is nothing left to do for this resource (sidecars
     // get the config as they connect), so it is Ready; Programmed tells the difference.
     let (ready, reason, message) = if !accepted {
-        (false, "Invalid", "the spec was rejected; see the Accepted condition".to_owned())
+        (
+            false,
+            "Invalid",
+            "the spec was rejected; see the Accepted condition".to_owned(),
+        )
     } else if programmed {
-        (true, "Ready", "accepted and programmed on every connected sidecar".to_owned())
+        (
+            true,
+            "Ready",
+            "accepted and programmed on every connected sidecar".to_owned(),
+        )
     } else if reason == "NoSidecars" {
         (true, "NoSidecars", "accepted; no sidecar is connected yet".to_owned())
     } else {
-        (false, reason, "waiting for sidecars; see the Programmed condition".to_owned())
+        (
+            false,
+            reason,
+            "waiting for sidecars; see the Programmed condition".to_owned(),
+        )
     };
     set_condition(&mut conditions, READY, ready, reason, message, generation, now);
     sort_conditions(&mut conditions);
@@ -329,7 +349,10 @@ mod tests {
         let s = compute(&CommonStatus::default(), &facts(&v, &[], Some(2)), &now());
         assert_eq!(cond(&s, PROGRAMMED).reason, "Rejected");
         assert!(cond(&s, PROGRAMMED).message.contains("1 of 2 sidecars rejected"));
-        assert_eq!(s.sidecars.as_ref().map(|c| (c.acked, c.nacked, c.stale)), Some((1, 1, 0)));
+        assert_eq!(
+            s.sidecars.as_ref().map(|c| (c.acked, c.nacked, c.stale)),
+            Some((1, 1, 0))
+        );
         assert!(s.last_error.as_deref().is_some_and(|e| e.contains("schema of topic x")));
     }
 

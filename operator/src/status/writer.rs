@@ -53,7 +53,9 @@ pub struct StatusWriter {
 
 /// Backoff after `failures` failed writes: doubling from 200 ms to 30 s, with ±25% jitter.
 pub fn backoff(failures: u32) -> Duration {
-    let base = BACKOFF_MIN.saturating_mul(1u32 << failures.saturating_sub(1).min(10)).min(BACKOFF_MAX);
+    let base = BACKOFF_MIN
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(10))
+        .min(BACKOFF_MAX);
     let jitter = rand::random_range(0.75..1.25);
     base.mul_f64(jitter)
 }
