@@ -225,6 +225,8 @@ async fn purge_deletes_a_topics_data_and_starts_a_new_epoch() {
     let ns = sc.namespace().to_owned();
     push_and_expect(&op, &config(&ns, &["log", "kept"]), "ack").await;
 
+    let mut live = sc.client().await;
+    live.subscribe("log").await;
     let mut old_epoch = Value::Null;
     for n in 1..=3 {
         old_epoch = sc.publish_ok("log", &event(n)).await["epoch"].clone();
@@ -258,6 +260,14 @@ async fn purge_deletes_a_topics_data_and_starts_a_new_epoch() {
     let next = sc.publish_ok("log", &event(4)).await;
     assert_eq!(next["offset"], 1, "{next}");
     assert_ne!(next["epoch"], old_epoch);
+    // A client subscribed across the purge gets the new epoch's events.
+    let before = live.collect_topic_events("log", 3, WAIT).await;
+    assert!(before.iter().all(|e| e["epoch"] == old_epoch));
+    let after = live.collect_topic_events("log", 1, WAIT).await;
+    assert_eq!(
+        (&after[0]["offset"], &after[0]["epoch"]),
+        (&next["offset"], &next["epoch"])
+    );
 
     // A client recovering from the old stream learns it cannot.
     let mut client = sc.client().await;

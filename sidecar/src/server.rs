@@ -3,6 +3,7 @@
 //! say `disconnect` (reconnect: true), then exit within the configured bound.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +42,12 @@ pub enum StartError {
     Metrics(String),
     #[error("redis backend: {0}")]
     Redis(#[from] RedisError),
+}
+
+/// The config source after the initial load, to run as a task.
+enum Source {
+    Manifests(PathBuf),
+    Operator(operator::OperatorSource),
 }
 
 /// A started sidecar.
@@ -88,19 +95,18 @@ fn serve(
 /// Loads the config, binds the listeners and starts serving.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let metrics = Metrics::new().map_err(StartError::Metrics)?;
-    let source = settings.config_source().ok_or(StartError::NoConfigSource)?;
     // Operator mode without a cached config starts unready: nothing to serve yet.
-    let (live, operator_source, ready): (LiveConfig, _, bool) = match &source {
+    let (live, source, ready) = match settings.config_source().ok_or(StartError::NoConfigSource)? {
         ConfigSource::Manifests(dir) => {
-            let live = manifests::load_live(dir, &settings.namespace, &metrics)?;
+            let live = manifests::load_live(&dir, &settings.namespace, &metrics)?;
             tracing::info!(version = %live.version, topics = live.topics.len(), dir = %dir.display(), "config loaded");
-            (live, None, true)
+            (live, Source::Manifests(dir), true)
         }
         ConfigSource::Operator { url, state_dir } => {
             let mut source =
-                operator::OperatorSource::new(url, state_dir.as_deref(), &settings.namespace, &settings.pod_name)?;
+                operator::OperatorSource::new(&url, state_dir.as_deref(), &settings.namespace, &settings.pod_name)?;
             let initial = source.initial(&metrics)?;
-            (initial.live, Some(source), initial.cached)
+            (initial.live, Source::Operator(source), initial.cached)
         }
     };
     if ready {
@@ -167,17 +173,16 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
 
     let backend = state.backend.clone();
     let on_applied = move |live: &LiveConfig| backend.retain_topics(&|t| live.topics.contains_key(t));
-    match (source, operator_source) {
-        (_, Some(operator)) => {
-            tracing::info!(url = operator.url(), "taking config from the operator");
-            tasks.spawn(operator.run(state.clone(), on_applied));
-        }
-        (ConfigSource::Manifests(dir), None) => {
+    match source {
+        Source::Manifests(dir) => {
             let ns = settings.namespace.clone();
             let stop = state.shutdown.clone();
             tasks.spawn(manifests::watch(dir, ns, store, metrics, on_applied, stop)?);
         }
-        (ConfigSource::Operator { .. }, None) => return Err(StartError::NoConfigSource),
+        Source::Operator(operator) => {
+            tracing::info!(url = operator.url(), "taking config from the operator");
+            tasks.spawn(operator.run(state.clone(), on_applied));
+        }
     }
 
     tasks.spawn(sinks_watch);
@@ -193,7 +198,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         }
     });
 
-    state.set_ready(ready);
+    // Not `set_ready(ready)`: the operator client may already have made a config live.
+    if ready {
+        state.set_ready(true);
+    }
     tracing::info!(%public_addr, %local_addr, %metrics_addr, backend = state.backend.name(), "eventcast sidecar serving");
     Ok(Running {
         state,

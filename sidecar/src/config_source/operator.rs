@@ -55,13 +55,12 @@ pub fn stream_url(base: &str, namespace: &str, pod: &str) -> Result<String, Oper
         reason,
     };
     let base = base.trim().trim_end_matches('/');
-    let rest = if let Some(rest) = base.strip_prefix("http://").or_else(|| base.strip_prefix("ws://")) {
-        rest
-    } else if base.starts_with("https://") || base.starts_with("wss://") {
+    if base.starts_with("https://") || base.starts_with("wss://") {
         return Err(bad(
             "TLS (https/wss) is not supported by this build; use http:// (e.g. inside the mesh)",
         ));
-    } else {
+    }
+    let Some(rest) = base.strip_prefix("http://").or_else(|| base.strip_prefix("ws://")) else {
         return Err(bad("expected http://host:port or ws://host:port"));
     };
     if rest.is_empty() || rest.starts_with('/') {
