@@ -167,6 +167,9 @@ impl OperatorSource {
         let mut backoff = ReconnectBackoff::default();
         let mut load = LoadMeter::default();
         let mut attempts: u64 = 0;
+        // Failed attempts since the last connection: the first of a streak and every
+        // tenth are warnings, the rest debug (the operator may be away for long).
+        let mut failing: u64 = 0;
         let stop = state.shutdown.clone();
         loop {
             if attempts > 0 {
@@ -179,6 +182,7 @@ impl OperatorSource {
             };
             match connect {
                 Ok(Ok((ws, _response))) => {
+                    failing = 0;
                     tracing::info!(url = %self.url, "connected to the operator's config stream");
                     state.metrics.operator_connected.set(1);
                     let since = Instant::now();
@@ -198,10 +202,16 @@ impl OperatorSource {
                     }
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(url = %self.url, error = %e, attempt = attempts, "cannot reach the operator");
+                    failing += 1;
+                    if failing == 1 || failing.is_multiple_of(10) {
+                        tracing::warn!(url = %self.url, error = %e, failing, "cannot reach the operator");
+                    } else {
+                        tracing::debug!(url = %self.url, error = %e, failing, "cannot reach the operator");
+                    }
                 }
                 Err(_) => {
-                    tracing::warn!(url = %self.url, attempt = attempts, "connecting to the operator timed out");
+                    failing += 1;
+                    tracing::warn!(url = %self.url, failing, "connecting to the operator timed out");
                 }
             }
             let delay = backoff.next_delay(&mut rand::rng());
