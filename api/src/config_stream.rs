@@ -19,7 +19,10 @@ pub const STREAM_PATH: &str = "/v1/sidecars/stream";
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum OperatorMessage {
     /// The whole config of the sidecar's namespace.
-    Snapshot { version: String, config: Box<CompiledConfig> },
+    Snapshot {
+        version: String,
+        config: Box<CompiledConfig>,
+    },
     /// Delete everything stored for a topic that no longer exists (history, offsets,
     /// idempotency keys, presence). `id` is echoed in the answer.
     Purge { id: String, topic: String },

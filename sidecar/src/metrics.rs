@@ -88,6 +88,10 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub config_reloads: IntCounterVec,
     pub config_info: IntGaugeVec,
+    /// 1 while the config stream to the operator is open (`--operator`).
+    pub operator_connected: IntGauge,
+    pub config_stream_reconnects: IntCounter,
+    pub config_nacks: IntCounter,
     pub backend_errors: IntCounterVec,
     pub replica_waits: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
@@ -261,6 +265,27 @@ impl Metrics {
                     &["version"]
                 )
             ),
+            operator_connected: reg!(
+                r,
+                IntGauge::new(
+                    "eventcast_operator_connected",
+                    "1 while the config stream to the operator is open"
+                )
+            ),
+            config_stream_reconnects: reg!(
+                r,
+                IntCounter::new(
+                    "eventcast_config_stream_reconnects_total",
+                    "Connection attempts to the operator's config stream after the first"
+                )
+            ),
+            config_nacks: reg!(
+                r,
+                IntCounter::new(
+                    "eventcast_config_nacks_total",
+                    "Operator config snapshots rejected (answered with nack)"
+                )
+            ),
             backend_errors: reg!(
                 r,
                 IntCounterVec::new(
@@ -348,6 +373,18 @@ impl Metrics {
             retries: self.subscription_retries.with_label_values(&[name]),
             dropped: self.subscription_dropped.with_label_values(&[name]),
         }
+    }
+
+    /// Events accepted for publishing and deliveries written to clients, summed over
+    /// topics and priorities since start.
+    pub fn event_totals(&self) -> (u64, u64) {
+        let topics = self.topics.read();
+        topics.values().fold((0, 0), |(i, o), t| {
+            (
+                i + t.events_in.iter().map(IntCounter::get).sum::<u64>(),
+                o + t.events_out.iter().map(IntCounter::get).sum::<u64>(),
+            )
+        })
     }
 
     /// Prometheus text exposition.

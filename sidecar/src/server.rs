@@ -3,6 +3,7 @@
 //! say `disconnect` (reconnect: true), then exit within the configured bound.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +14,12 @@ use tokio::task::JoinSet;
 
 use crate::backend::redis::RedisError;
 use crate::backend::{Backend, MemoryBackend, RedisBackend};
-use crate::config_source::manifests;
+use crate::config_source::{manifests, operator};
 use crate::hub::Hub;
 use crate::live_config::{ConfigStore, LiveConfig};
 use crate::metrics::Metrics;
 use crate::policy::rate_limit::RateLimits;
-use crate::settings::{BackendKind, Settings};
+use crate::settings::{BackendKind, ConfigSource, Settings};
 use crate::state::SidecarState;
 
 /// Why the sidecar could not start.
@@ -26,6 +27,10 @@ use crate::state::SidecarState;
 pub enum StartError {
     #[error("loading manifests: {0}")]
     Config(#[from] manifests::LoadError),
+    #[error("operator config source: {0}")]
+    Operator(#[from] operator::OperatorError),
+    #[error("exactly one of --manifests and --operator must be given")]
+    NoConfigSource,
     #[error("binding {what} listener on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -37,6 +42,12 @@ pub enum StartError {
     Metrics(String),
     #[error("redis backend: {0}")]
     Redis(#[from] RedisError),
+}
+
+/// The config source after the initial load, to run as a task.
+enum Source {
+    Manifests(PathBuf),
+    Operator(operator::OperatorSource),
 }
 
 /// A started sidecar.
@@ -84,9 +95,23 @@ fn serve(
 /// Loads the config, binds the listeners and starts serving.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let metrics = Metrics::new().map_err(StartError::Metrics)?;
-    let live: LiveConfig = manifests::load_live(&settings.manifests, &settings.namespace, &metrics)?;
-    metrics.set_config_version(&live.version);
-    tracing::info!(version = %live.version, topics = live.topics.len(), dir = %settings.manifests.display(), "config loaded");
+    // Operator mode without a cached config starts unready: nothing to serve yet.
+    let (live, source, ready) = match settings.config_source().ok_or(StartError::NoConfigSource)? {
+        ConfigSource::Manifests(dir) => {
+            let live = manifests::load_live(&dir, &settings.namespace, &metrics)?;
+            tracing::info!(version = %live.version, topics = live.topics.len(), dir = %dir.display(), "config loaded");
+            (live, Source::Manifests(dir), true)
+        }
+        ConfigSource::Operator { url, state_dir } => {
+            let mut source =
+                operator::OperatorSource::new(&url, state_dir.as_deref(), &settings.namespace, &settings.pod_name)?;
+            let initial = source.initial(&metrics)?;
+            (initial.live, Source::Operator(source), initial.cached)
+        }
+    };
+    if ready {
+        metrics.set_config_version(&live.version);
+    }
     let store = Arc::new(ConfigStore::new(live));
     let hub = Arc::new(Hub::new());
     let backend = match settings.redis()? {
@@ -146,13 +171,19 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         "metrics",
     );
 
-    let watch_state = state.clone();
-    let dir = settings.manifests.clone();
-    let ns = settings.namespace.clone();
-    let stop = state.shutdown.clone();
-    let backend = watch_state.backend.clone();
+    let backend = state.backend.clone();
     let on_applied = move |live: &LiveConfig| backend.retain_topics(&|t| live.topics.contains_key(t));
-    tasks.spawn(manifests::watch(dir, ns, store, metrics, on_applied, stop)?);
+    match source {
+        Source::Manifests(dir) => {
+            let ns = settings.namespace.clone();
+            let stop = state.shutdown.clone();
+            tasks.spawn(manifests::watch(dir, ns, store, metrics, on_applied, stop)?);
+        }
+        Source::Operator(operator) => {
+            tracing::info!(url = operator.url(), "taking config from the operator");
+            tasks.spawn(operator.run(state.clone(), on_applied));
+        }
+    }
 
     tasks.spawn(sinks_watch);
 
@@ -167,7 +198,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         }
     });
 
-    state.set_ready(true);
+    // Not `set_ready(ready)`: the operator client may already have made a config live.
+    if ready {
+        state.set_ready(true);
+    }
     tracing::info!(%public_addr, %local_addr, %metrics_addr, backend = state.backend.name(), "eventcast sidecar serving");
     Ok(Running {
         state,

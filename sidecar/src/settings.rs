@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::ArgPredicate;
-use clap::{Parser, ValueEnum};
+use clap::{ArgGroup, Parser, ValueEnum};
 
 use crate::backend::redis::{RedisEndpoint, RedisError, RedisSettings, parse_nodes};
 
@@ -28,6 +28,7 @@ pub enum LogFormat {
 /// eventcast-sidecar: delivers events to WebSocket clients and takes publishes from the app.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "eventcast-sidecar", version, about)]
+#[command(group(ArgGroup::new("config_source").required(true).args(["manifests", "operator"])))]
 pub struct Settings {
     /// Public listener: WebSocket `/v1/ws`, `/healthz`, `/readyz`.
     #[arg(long, env = "EVENTCAST_PUBLIC", default_value = "0.0.0.0:8080")]
@@ -40,7 +41,15 @@ pub struct Settings {
     pub metrics: SocketAddr,
     /// Directory of Topic/Subscription/BroadcastPolicy (and v1 Secret) manifests; watched for changes.
     #[arg(long, env = "EVENTCAST_MANIFESTS")]
-    pub manifests: PathBuf,
+    pub manifests: Option<PathBuf>,
+    /// The operator's config stream, `http://host:port` (or `ws://`); the config of
+    /// `--namespace` is pushed from there instead of read from `--manifests`.
+    #[arg(long, env = "EVENTCAST_OPERATOR")]
+    pub operator: Option<String>,
+    /// With `--operator`: where the last good config is kept, so a restart serves it at
+    /// once even while the operator is away.
+    #[arg(long = "state-dir", env = "EVENTCAST_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Backend: `memory` unless a Redis is given.
     #[arg(
         long,
@@ -100,7 +109,29 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Where the config comes from (exactly one of `--manifests` / `--operator`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--manifests DIR`.
+    Manifests(PathBuf),
+    /// `--operator URL` with the optional `--state-dir`.
+    Operator { url: String, state_dir: Option<PathBuf> },
+}
+
 impl Settings {
+    /// The config source; `None` when neither (or both) flags are set, which the flag
+    /// parser rules out (settings built in code can still get it wrong).
+    pub fn config_source(&self) -> Option<ConfigSource> {
+        match (&self.manifests, &self.operator) {
+            (Some(dir), None) => Some(ConfigSource::Manifests(dir.clone())),
+            (None, Some(url)) => Some(ConfigSource::Operator {
+                url: url.clone(),
+                state_dir: self.state_dir.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// Redis backend settings; `None` for the memory backend.
     pub fn redis(&self) -> Result<Option<RedisSettings>, RedisError> {
         if self.backend != BackendKind::Redis {
@@ -137,7 +168,9 @@ impl Settings {
             public: any,
             local: any,
             metrics: any,
-            manifests,
+            manifests: Some(manifests),
+            operator: None,
+            state_dir: None,
             backend: BackendKind::Memory,
             redis_cluster: Vec::new(),
             redis_url: None,
@@ -150,6 +183,17 @@ impl Settings {
             log_format: LogFormat::Text,
             log: "warn".to_owned(),
             shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Settings for an in-process sidecar that takes its config from the operator at
+    /// `operator_url` (`http://host:port`) and caches it in `state_dir`.
+    pub fn for_tests_with_operator(operator_url: &str, state_dir: PathBuf) -> Self {
+        Self {
+            manifests: None,
+            operator: Some(operator_url.to_owned()),
+            state_dir: Some(state_dir),
+            ..Self::for_tests(PathBuf::new())
         }
     }
 }
@@ -194,5 +238,39 @@ mod tests {
             "redis://b:2",
         ]);
         assert!(conflicting.is_err());
+    }
+
+    #[test]
+    fn exactly_one_config_source() {
+        assert_eq!(
+            parse(&[]).config_source(),
+            Some(ConfigSource::Manifests(PathBuf::from("/tmp/m")))
+        );
+        let op = Settings::try_parse_from([
+            "eventcast-sidecar",
+            "--operator",
+            "http://op:8081",
+            "--state-dir",
+            "/var/lib/ec",
+        ])
+        .expect("operator flags");
+        assert_eq!(
+            op.config_source(),
+            Some(ConfigSource::Operator {
+                url: "http://op:8081".into(),
+                state_dir: Some(PathBuf::from("/var/lib/ec")),
+            })
+        );
+        assert!(
+            Settings::try_parse_from(["eventcast-sidecar"]).is_err(),
+            "one is required"
+        );
+        assert!(
+            Settings::try_parse_from(["eventcast-sidecar", "--manifests", "/m", "--operator", "http://op:8081"])
+                .is_err(),
+            "not both"
+        );
+        let t = Settings::for_tests_with_operator("http://127.0.0.1:1", PathBuf::from("/s"));
+        assert!(matches!(t.config_source(), Some(ConfigSource::Operator { .. })));
     }
 }

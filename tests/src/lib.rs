@@ -7,9 +7,10 @@
 //! [`HttpReply`]), WebSocket clients speaking `eventcast.v1` ([`WsClient`]; [`RawWsClient`]
 //! for one that must not answer pings), `/metrics` ([`metric`]), and files in the
 //! manifest directory for hot reload ([`TestSidecar::write_manifest`]). Tokens are
-//! minted with [`Jwt`]. Nothing here reaches into the sidecar's internals: besides its
-//! listeners, tests use only `server::start` and `Running::shutdown`, the embedding API
-//! the binary uses too.
+//! minted with [`Jwt`]. A sidecar configured by an operator (`--operator`) talks to a
+//! [`FakeOperator`] ([`TestSidecar::start_with_operator`]). Nothing here reaches into
+//! the sidecar's internals: besides its listeners, tests use only `server::start` and
+//! `Running::shutdown`, the embedding API the binary uses too.
 //!
 //! Backend: `EVENTCAST_TEST_BACKEND=memory|redis` (default `memory`) picks the backend
 //! every [`TestSidecar`] runs on, so the same suite runs against each ([`Backend`]); the
@@ -18,6 +19,7 @@
 //! Timing: frames a test waits for get [`WAIT`] (generous, for a busy two-core
 //! machine); asserting that nothing arrives uses [`QUIET`].
 
+mod fake_operator;
 mod http;
 mod jwt;
 mod metrics;
@@ -30,6 +32,7 @@ mod ws;
 
 use std::time::Duration;
 
+pub use fake_operator::FakeOperator;
 pub use http::HttpReply;
 pub use jwt::{AUTH_MANIFESTS, Jwt, TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET};
 pub use metrics::metric;

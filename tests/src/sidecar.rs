@@ -129,6 +129,7 @@ pub struct TestSidecar {
     pub public_addr: SocketAddr,
     pub local_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    namespace: String,
     http: reqwest::Client,
 }
 
@@ -151,6 +152,7 @@ impl TestSidecar {
     async fn start_on(manifests: PathBuf, dir: Option<TempDir>) -> Self {
         let (settings, cluster) = settings(manifests.clone()).await;
         let backend = settings.backend;
+        let namespace = settings.namespace.clone();
         let running = server::start(settings).await.unwrap_or_else(|e| {
             panic!(
                 "sidecar ({backend:?} backend) failed to start on {}: {e}",
@@ -165,6 +167,7 @@ impl TestSidecar {
             manifests,
             _dir: dir,
             _cluster: cluster,
+            namespace,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -192,7 +195,13 @@ impl TestSidecar {
         format!("http://{}/metrics", self.metrics_addr)
     }
 
-    /// The manifest directory the sidecar watches.
+    /// The namespace the sidecar serves.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The manifest directory the sidecar watches (the state directory of a sidecar
+    /// configured by an operator).
     pub fn manifest_dir(&self) -> &Path {
         &self.manifests
     }
@@ -318,7 +327,9 @@ impl TestSidecar {
             std::fs::write(dir.path().join(name), yaml).expect("write manifest");
         }
         let manifests = dir.path().to_owned();
-        let running = server::start(settings(manifests.clone()))
+        let settings = settings(manifests.clone());
+        let namespace = settings.namespace.clone();
+        let running = server::start(settings)
             .await
             .unwrap_or_else(|e| panic!("sidecar failed to start on {}: {e}", manifests.display()));
         Self {
@@ -330,6 +341,43 @@ impl TestSidecar {
             _dir: Some(dir),
             // The caller chose the backend and takes its own cluster guard.
             _cluster: None,
+            namespace,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("build HTTP client"),
+        }
+    }
+}
+
+// Additive: a sidecar configured by an operator (`--operator URL --state-dir DIR`).
+impl TestSidecar {
+    /// Starts a sidecar on the backend of [`ENV_BACKEND`] that takes its config from
+    /// the operator at `operator_url` (`http://host:port`) and caches it in `state_dir`.
+    /// `namespace`: `None` for the backend's usual choice (`default` on memory, a fresh
+    /// one on Redis); a second sidecar that must find the first one's cache passes the
+    /// first one's [`TestSidecar::namespace`]. Start-up does not wait for the operator.
+    pub async fn start_with_operator(operator_url: &str, state_dir: &Path, namespace: Option<&str>) -> Self {
+        let (mut settings, cluster) = settings(state_dir.to_owned()).await;
+        settings.manifests = None;
+        settings.operator = Some(operator_url.to_owned());
+        settings.state_dir = Some(state_dir.to_owned());
+        if let Some(ns) = namespace {
+            ns.clone_into(&mut settings.namespace);
+        }
+        let namespace = settings.namespace.clone();
+        let running = server::start(settings)
+            .await
+            .unwrap_or_else(|e| panic!("sidecar failed to start on operator {operator_url}: {e}"));
+        Self {
+            public_addr: running.public_addr,
+            local_addr: running.local_addr,
+            metrics_addr: running.metrics_addr,
+            running: Some(running),
+            manifests: state_dir.to_owned(),
+            _dir: None,
+            _cluster: cluster,
+            namespace,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()

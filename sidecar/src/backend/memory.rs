@@ -191,6 +191,14 @@ impl MemoryBackend {
         list
     }
 
+    /// Forgets everything stored for `topic` (history, offsets, idempotency keys,
+    /// presence). Its next append creates a new log under a new epoch, so a client
+    /// recovering from an old position gets `recovered: false`, never other data.
+    pub fn purge_topic(&self, topic: &str) {
+        self.logs.write().remove(topic);
+        self.presence.lock().remove(topic);
+    }
+
     pub fn retain_topics(&self, keep: &dyn Fn(&str) -> bool) {
         self.logs.write().retain(|t, _| keep(t));
         self.presence.lock().retain(|t, _| keep(t));

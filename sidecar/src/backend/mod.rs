@@ -148,6 +148,19 @@ impl Backend {
         }
     }
 
+    /// Deletes everything stored for `topic` (history, offsets and epoch, idempotency
+    /// keys, presence), for a Topic deleted with `deletionPolicy: Delete`. The next
+    /// append starts a new epoch.
+    pub async fn purge_topic(&self, topic: &str) -> Result<(), BackendError> {
+        match self {
+            Backend::Memory(m) => {
+                m.purge_topic(topic);
+                Ok(())
+            }
+            Backend::Redis(r) => r.purge_topic(topic).await,
+        }
+    }
+
     /// Forgets topics no longer configured.
     pub fn retain_topics(&self, keep: &dyn Fn(&str) -> bool) {
         match self {

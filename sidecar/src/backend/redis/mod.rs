@@ -11,6 +11,7 @@
 //! - [`presence`]: shared presence with per-entry expiry.
 //! - [`rate_limit`]: publish rate limits shared by all sidecars (GCRA script).
 //! - [`health`]: outage detection, readiness, error metrics.
+//! - [`purge`]: deleting a deleted topic's keys (operator `purge`).
 //!
 //! `append` returns once the script ran; local delivery happens when the published
 //! payload comes back through the listener, on the origin sidecar as on every other, so
@@ -21,6 +22,7 @@ mod keys;
 mod listener;
 mod payload;
 mod presence;
+mod purge;
 mod rate_limit;
 mod scripts;
 mod store;
@@ -300,6 +302,11 @@ impl RedisBackend {
 
     pub fn presence_interval(&self) -> Duration {
         self.presence.refresh_every()
+    }
+
+    /// Deletes all of a topic's keys ([`purge`]).
+    pub async fn purge_topic(&self, topic: &str) -> Result<(), BackendError> {
+        self.store.purge(topic).await
     }
 
     pub fn retain_topics(&self, keep: &dyn Fn(&str) -> bool) {

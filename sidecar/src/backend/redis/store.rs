@@ -144,7 +144,7 @@ pub fn parse_read_reply(v: Value) -> Result<RawRead, &'static str> {
 }
 
 impl Store {
-    fn options(&self, attempts: Option<u32>) -> Options {
+    pub(super) fn options(&self, attempts: Option<u32>) -> Options {
         Options {
             timeout: Some(self.timeout),
             max_attempts: attempts,
