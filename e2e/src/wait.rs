@@ -6,11 +6,7 @@ use std::time::{Duration, Instant};
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout` with
 /// `what` and the last value `describe` gives.
 #[track_caller]
-pub fn eventually<'a, T, F, Fut>(
-    what: &'a str,
-    timeout: Duration,
-    mut check: F,
-) -> impl Future<Output = T> + 'a
+pub fn eventually<'a, T, F, Fut>(what: &'a str, timeout: Duration, mut check: F) -> impl Future<Output = T> + 'a
 where
     F: FnMut() -> Fut + 'a,
     Fut: Future<Output = Option<T>> + 'a,

@@ -36,7 +36,9 @@ async fn examples_are_programmed_on_every_sidecar_and_edits_follow() {
         .await
         .ok();
     eventually("2/2 sidecars programmed", WAIT, || async {
-        (c.jsonpath("topic/chat-room-42", "default", "{.status.sidecars.acked}").await == "2"
+        (c.jsonpath("topic/chat-room-42", "default", "{.status.sidecars.acked}")
+            .await
+            == "2"
             && condition(&c, "topic/chat-room-42", "Programmed", "status").await == "True")
             .then_some(())
     })
@@ -78,7 +80,9 @@ async fn examples_are_programmed_on_every_sidecar_and_edits_follow() {
         .jsonpath("topic/chat-room-42", "default", "{.metadata.generation}")
         .await;
     eventually("status of the new generation", WAIT, || async {
-        (c.jsonpath("topic/chat-room-42", "default", "{.status.observedGeneration}").await == generation
+        (c.jsonpath("topic/chat-room-42", "default", "{.status.observedGeneration}")
+            .await
+            == generation
             && condition(&c, "topic/chat-room-42", "Programmed", "status").await == "True")
             .then_some(())
     })
@@ -129,7 +133,10 @@ async fn examples_are_programmed_on_every_sidecar_and_edits_follow() {
         .await
         .ok();
     eventually("nack reported", WAIT, || async {
-        (c.jsonpath("topic/scratch", "default", "{.status.sidecars.nacked}").await == "1").then_some(())
+        (c.jsonpath("topic/scratch", "default", "{.status.sidecars.nacked}")
+            .await
+            == "1")
+            .then_some(())
     })
     .await;
     assert_eq!(condition(&c, "topic/scratch", "Programmed", "reason").await, "Rejected");
@@ -147,7 +154,9 @@ async fn examples_are_programmed_on_every_sidecar_and_edits_follow() {
 
     // deletionPolicy: Delete puts a finalizer on; deleting purges through a sidecar.
     eventually("finalizer added", WAIT, || async {
-        (c.jsonpath("topic/scratch", "default", "{.metadata.finalizers}").await).contains("eventcast.dev/topic-data").then_some(())
+        (c.jsonpath("topic/scratch", "default", "{.metadata.finalizers}").await)
+            .contains("eventcast.dev/topic-data")
+            .then_some(())
     })
     .await;
     c.kubectl(&["delete", "topic/scratch", "--timeout=30s"]).await.ok();
@@ -157,9 +166,10 @@ async fn examples_are_programmed_on_every_sidecar_and_edits_follow() {
     );
     let gone = c.kubectl(&["get", "topic/scratch"]).await;
     assert_ne!(gone.code, 0, "the Topic is gone once purged");
-    a.wait_for("scratch removed from the config", WAIT, |cfg| !cfg.topics.contains_key("scratch"))
-        .await;
-
+    a.wait_for("scratch removed from the config", WAIT, |cfg| {
+        !cfg.topics.contains_key("scratch")
+    })
+    .await;
     op.shutdown().await;
 }
 
@@ -200,13 +210,17 @@ async fn paused_resources_keep_their_config_until_resumed() {
     })
     .await;
     eventually("Paused condition removed", WAIT, || async {
-        condition(&c, "topic/feed", "Paused", "status").await.is_empty().then_some(())
+        condition(&c, "topic/feed", "Paused", "status")
+            .await
+            .is_empty()
+            .then_some(())
     })
     .await;
     // Deletion is processed even while paused.
     c.apply(&topic(20, true)).await.ok();
     c.kubectl(&["delete", "topic/feed"]).await.ok();
-    a.wait_for("feed removed", WAIT, |cfg| !cfg.topics.contains_key("feed")).await;
+    a.wait_for("feed removed", WAIT, |cfg| !cfg.topics.contains_key("feed"))
+        .await;
     op.shutdown().await;
 }
 
@@ -216,9 +230,14 @@ async fn a_restarted_operator_writes_no_status_for_unchanged_resources_and_a_sta
     c.kubectl(&["apply", "-f", &examples_dir()]).await.ok();
     let first = c.operator("op-a").await;
     let a = FakeSidecar::connect(first.config_stream_addr, "default", "pod-a");
-    c.kubectl(&["wait", "--for=condition=Programmed", "topic/chat-room-42", "--timeout=30s"])
-        .await
-        .ok();
+    c.kubectl(&[
+        "wait",
+        "--for=condition=Programmed",
+        "topic/chat-room-42",
+        "--timeout=30s",
+    ])
+    .await
+    .ok();
     let version_before = a.latest().expect("snapshot").0;
     let rv_before = c
         .jsonpath("topic/chat-room-42", "default", "{.metadata.resourceVersion}")
@@ -229,9 +248,16 @@ async fn a_restarted_operator_writes_no_status_for_unchanged_resources_and_a_sta
     eventually("sidecar notices", WAIT, || async { (!a.is_connected()).then_some(()) }).await;
     let second = c.operator("op-b").await;
     let a = FakeSidecar::connect(second.config_stream_addr, "default", "pod-a");
-    eventually("second operator leads", WAIT, || async { second.is_leader().then_some(()) }).await;
+    eventually("second operator leads", WAIT, || async {
+        second.is_leader().then_some(())
+    })
+    .await;
     eventually("sidecar got the config again", WAIT, || async { a.latest() }).await;
-    assert_eq!(a.latest().expect("snapshot").0, version_before, "same resources, same version");
+    assert_eq!(
+        a.latest().expect("snapshot").0,
+        version_before,
+        "same resources, same version"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         c.jsonpath("topic/chat-room-42", "default", "{.metadata.resourceVersion}")
@@ -257,9 +283,14 @@ async fn a_restarted_operator_writes_no_status_for_unchanged_resources_and_a_sta
     c.apply("apiVersion: eventcast.dev/v1alpha1\nkind: Topic\nmetadata: {name: after-failover, namespace: default}\n")
         .await
         .ok();
-    c.kubectl(&["wait", "--for=condition=Programmed", "topic/after-failover", "--timeout=30s"])
-        .await
-        .ok();
+    c.kubectl(&[
+        "wait",
+        "--for=condition=Programmed",
+        "topic/after-failover",
+        "--timeout=30s",
+    ])
+    .await
+    .ok();
     assert!(b.latest().expect("snapshot").1.topics.contains_key("after-failover"));
     standby.shutdown().await;
 }

@@ -152,6 +152,7 @@ pub async fn start(settings: Settings, client: kube::Client) -> Result<Running, 
         client.clone(),
         settings.status_interval,
         settings.status_concurrency,
+        settings.startup_grace,
         metrics.clone(),
     ));
     tasks.spawn(writer.clone().run(leader.clone(), shutdown.clone()));

@@ -45,6 +45,11 @@ pub struct Settings {
     /// Shortest time between two status writes to one resource.
     #[arg(long, env = "EVENTCAST_OPERATOR_STATUS_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub status_interval: Duration,
+    /// After this replica becomes leader, status writes wait this long so sidecars that
+    /// were connected to the previous leader can reconnect first (no status churn on an
+    /// operator restart or failover).
+    #[arg(long, env = "EVENTCAST_OPERATOR_STARTUP_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub startup_grace: Duration,
     /// Changes arriving within this window are compiled together.
     #[arg(long, env = "EVENTCAST_OPERATOR_DEBOUNCE", default_value = "50ms", value_parser = parse_duration)]
     pub debounce: Duration,
@@ -87,6 +92,7 @@ impl Settings {
             lease_duration: Duration::from_secs(4),
             resync_interval: Duration::from_secs(300),
             status_interval: Duration::from_millis(500),
+            startup_grace: Duration::from_secs(2),
             debounce: Duration::from_millis(20),
             status_concurrency: 16,
             log_format: LogFormat::Text,

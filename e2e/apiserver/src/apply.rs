@@ -378,7 +378,9 @@ pub fn apply_update(
                 .any(|e| !e.is(manager, "Apply", sub) && e.set.contains(*p))
         })
         .collect();
-    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    // Whole items and maps go first: a list-map item is found by its key fields, so
+    // removing those fields first would leave an empty, unaddressable item behind.
+    dropped.sort_by_key(|p| (p.last() != Some(&Seg::Own), std::cmp::Reverse(p.len())));
     for p in dropped {
         fieldset::remove_at(&shape, &mut merged, p);
     }

@@ -48,6 +48,9 @@ pub struct StatusWriter {
     wake: Notify,
     interval: Duration,
     concurrency: usize,
+    /// After becoming leader, writes wait this long: sidecars of the previous leader are
+    /// still reconnecting, and writing "0 sidecars" meanwhile would churn every status.
+    grace: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -69,7 +72,13 @@ impl std::fmt::Debug for StatusWriter {
 }
 
 impl StatusWriter {
-    pub fn new(client: kube::Client, interval: Duration, concurrency: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: kube::Client,
+        interval: Duration,
+        concurrency: usize,
+        grace: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             client,
             pending: Mutex::new(HashMap::new()),
@@ -77,6 +86,7 @@ impl StatusWriter {
             wake: Notify::new(),
             interval,
             concurrency: concurrency.max(1),
+            grace,
             metrics,
         }
     }
@@ -124,11 +134,20 @@ impl StatusWriter {
     /// Writes pending statuses while this replica leads, until shutdown.
     pub async fn run(self: Arc<Self>, mut leader: watch::Receiver<bool>, shutdown: CancellationToken) {
         let mut in_flight = FuturesUnordered::new();
+        let mut was_leading = false;
+        let mut hold_until = Instant::now();
         loop {
             let leading = *leader.borrow();
             let now = Instant::now();
+            if leading && !was_leading {
+                hold_until = now + self.grace;
+                tracing::info!(grace = ?self.grace, "leading: status writes start after the grace period");
+            }
+            was_leading = leading;
             let mut next_due: Option<Instant> = None;
-            if leading {
+            if leading && now < hold_until {
+                next_due = Some(hold_until);
+            } else if leading {
                 let mut pending = self.pending.lock();
                 let due: Vec<ResourceKey> = pending
                     .iter()

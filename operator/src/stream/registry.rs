@@ -251,14 +251,18 @@ impl Registry {
     }
 
     pub fn ack(&self, id: u64, version: &str) {
-        let namespace = {
+        // Lock order: never hold `sidecars` while taking `namespaces` or the reverse.
+        let Some(ns_name) = self.sidecars.lock().get(&id).map(|s| s.namespace.clone()) else {
+            return;
+        };
+        let seq = self
+            .namespaces
+            .lock()
+            .get(&ns_name)
+            .and_then(|ns| ns.seq_of.get(version).copied());
+        let changed = {
             let mut sidecars = self.sidecars.lock();
             let Some(s) = sidecars.get_mut(&id) else { return };
-            let seq = self
-                .namespaces
-                .lock()
-                .get(&s.namespace)
-                .and_then(|ns| ns.seq_of.get(version).copied());
             if let Some(seq) = seq
                 && let Some(pos) = s.sent.iter().position(|(q, _)| *q == seq)
             {
@@ -268,12 +272,12 @@ impl Registry {
             let changed = s.acked.as_deref() != Some(version) || s.nacked.is_some();
             s.acked = Some(version.to_owned());
             s.nacked = None;
-            self.metrics.acks.with_label_values(&[&s.namespace]).inc();
             tracing::debug!(namespace = %s.namespace, pod = %s.pod, version, "sidecar acked config");
-            changed.then(|| s.namespace.clone())
+            changed
         };
-        if let Some(ns) = namespace {
-            (self.on_change)(&ns);
+        self.metrics.acks.with_label_values(&[&ns_name]).inc();
+        if changed {
+            (self.on_change)(&ns_name);
         }
     }
 
@@ -307,21 +311,23 @@ impl Registry {
 
     /// Stream state of one namespace.
     pub fn view(&self, namespace: &str) -> NamespaceView {
-        let namespaces = self.namespaces.lock();
-        let ns = namespaces.get(namespace);
-        let current = ns.and_then(|ns| ns.current.borrow().as_ref().map(|p| (p.version.clone(), p.seq)));
-        let sidecars = self
+        // Lock order: `sidecars` first, released before `namespaces`.
+        let sidecars: Vec<(String, Option<String>, Option<(String, String)>)> = self
             .sidecars
             .lock()
             .values()
             .filter(|s| s.namespace == namespace)
-            .map(|s| SidecarView {
-                pod: s.pod.clone(),
-                acked_seq: s
-                    .acked
-                    .as_ref()
-                    .and_then(|v| ns.and_then(|ns| ns.seq_of.get(v).copied())),
-                nacked: s.nacked.clone(),
+            .map(|s| (s.pod.clone(), s.acked.clone(), s.nacked.clone()))
+            .collect();
+        let namespaces = self.namespaces.lock();
+        let ns = namespaces.get(namespace);
+        let current = ns.and_then(|ns| ns.current.borrow().as_ref().map(|p| (p.version.clone(), p.seq)));
+        let sidecars = sidecars
+            .into_iter()
+            .map(|(pod, acked, nacked)| SidecarView {
+                pod,
+                acked_seq: acked.and_then(|v| ns.and_then(|ns| ns.seq_of.get(&v).copied())),
+                nacked,
             })
             .collect();
         NamespaceView { current, sidecars }
