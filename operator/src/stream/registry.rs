@@ -19,6 +19,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::Metrics;
 
+/// `(version, error)` of a rejected snapshot.
+type Nack = (String, String);
+
 /// Versions remembered per namespace for mapping acks to sequences.
 const VERSIONS_KEPT: usize = 256;
 
@@ -312,7 +315,7 @@ impl Registry {
     /// Stream state of one namespace.
     pub fn view(&self, namespace: &str) -> NamespaceView {
         // Lock order: `sidecars` first, released before `namespaces`.
-        let sidecars: Vec<(String, Option<String>, Option<(String, String)>)> = self
+        let sidecars: Vec<(String, Option<String>, Option<Nack>)> = self
             .sidecars
             .lock()
             .values()
