@@ -62,4 +62,6 @@ if [ "${EVENTCAST_SKIP_REDIS_TESTS:-}" != 1 ]; then
   done
   echo "==> cargo test (behavioural suite on the Redis backend)"
   EVENTCAST_TEST_BACKEND=redis cargo test -p eventcast-tests --locked "${behavioural[@]}"
+  echo "==> cargo test (full-system e2e with the sidecars on the Redis backend)"
+  EVENTCAST_TEST_BACKEND=redis cargo test -p eventcast-e2e --locked --test system
 fi

@@ -43,6 +43,12 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
 }
 
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
 /// The workspace root (for `crds/` and `examples/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -133,6 +139,17 @@ impl Cluster {
     pub async fn operator(&self, identity: &str) -> eventcast_operator::Running {
         let mut settings = eventcast_operator::Settings::for_tests();
         settings.identity = Some(identity.to_owned());
+        eventcast_operator::start(settings, self.client())
+            .await
+            .expect("operator starts")
+    }
+
+    /// Starts an operator replica whose config stream listens on `addr` (a fixed port, so
+    /// sidecars find a restarted operator where the old one was).
+    pub async fn operator_on(&self, identity: &str, addr: std::net::SocketAddr) -> eventcast_operator::Running {
+        let mut settings = eventcast_operator::Settings::for_tests();
+        settings.identity = Some(identity.to_owned());
+        settings.config_stream = addr;
         eventcast_operator::start(settings, self.client())
             .await
             .expect("operator starts")
