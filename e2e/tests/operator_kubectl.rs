@@ -279,7 +279,10 @@ async fn a_restarted_operator_writes_no_status_for_unchanged_resources_and_a_sta
     let took = killed_at.elapsed();
     println!("leader handover after a killed leader: {took:?}");
     assert!(took < Duration::from_secs(15), "handover took {took:?}");
-    let b = FakeSidecar::connect(standby.config_stream_addr, "default", "pod-b");
+    // pod-a's config stream broke with the leader; it reconnects (through the Service,
+    // in a cluster) to the surviving replica.
+    drop(a);
+    let b = FakeSidecar::connect(standby.config_stream_addr, "default", "pod-a");
     c.apply("apiVersion: eventcast.dev/v1alpha1\nkind: Topic\nmetadata: {name: after-failover, namespace: default}\n")
         .await
         .ok();
@@ -293,6 +296,44 @@ async fn a_restarted_operator_writes_no_status_for_unchanged_resources_and_a_sta
     .ok();
     assert!(b.latest().expect("snapshot").1.topics.contains_key("after-failover"));
     standby.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_split_across_two_replicas_are_all_counted_by_the_leader() {
+    let c = Cluster::start().await;
+    let leader = c.operator("op-a").await;
+    eventually("op-a leads", WAIT, || async { leader.is_leader().then_some(()) }).await;
+    let standby = c.operator("op-b").await;
+    let a = FakeSidecar::connect(leader.config_stream_addr, "default", "pod-a");
+    let b = FakeSidecar::connect(standby.config_stream_addr, "default", "pod-b");
+    c.apply("apiVersion: eventcast.dev/v1alpha1\nkind: Topic\nmetadata: {name: split, namespace: default}\n")
+        .await
+        .ok();
+    eventually("2/2 across replicas", WAIT, || async {
+        (c.jsonpath("topic/split", "default", "{.status.sidecars.acked}").await == "2"
+            && condition(&c, "topic/split", "Programmed", "status").await == "True")
+            .then_some(())
+    })
+    .await;
+    for s in [&a, &b] {
+        assert!(s.latest().expect("snapshot").1.topics.contains_key("split"));
+    }
+    // The standby's sidecar rejecting a config shows on the leader's status writes.
+    b.nack_with(Some("no space left"));
+    c.apply("apiVersion: eventcast.dev/v1alpha1\nkind: Topic\nmetadata: {name: split, namespace: default}\nspec: {presence: true}\n")
+        .await
+        .ok();
+    eventually("remote nack counted", WAIT, || async {
+        (c.jsonpath("topic/split", "default", "{.status.sidecars.nacked}").await == "1").then_some(())
+    })
+    .await;
+    assert!(
+        c.jsonpath("topic/split", "default", "{.status.lastError}")
+            .await
+            .contains("no space left")
+    );
+    standby.shutdown().await;
+    leader.shutdown().await;
 }
 
 async fn reqwest_metrics(addr: std::net::SocketAddr) -> String {

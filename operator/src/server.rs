@@ -148,6 +148,14 @@ pub async fn start(settings: Settings, client: kube::Client) -> Result<Running, 
         }
     });
 
+    tasks.spawn(crate::stream::peers::run(
+        client.clone(),
+        settings.lease_namespace.clone(),
+        identity.clone(),
+        registry.clone(),
+        shutdown.clone(),
+    ));
+
     let writer = Arc::new(StatusWriter::new(
         client.clone(),
         settings.status_interval,

@@ -17,6 +17,7 @@ use eventcast_api::config_stream::{OperatorMessage, SidecarLoad};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::peers::{Report, ReportedSidecar, is_fresh};
 use crate::metrics::Metrics;
 
 /// `(version, error)` of a rejected snapshot.
@@ -114,6 +115,8 @@ pub struct Registry {
     namespaces: Mutex<HashMap<String, NamespaceStream>>,
     sidecars: Mutex<BTreeMap<u64, Sidecar>>,
     purges: Mutex<HashMap<String, oneshot::Sender<Result<(), String>>>>,
+    /// Sidecars connected to the other replicas, from their reports.
+    remote: Mutex<Vec<Report>>,
     next_id: AtomicU64,
     resync: watch::Sender<u64>,
     on_change: OnChange,
@@ -134,6 +137,7 @@ impl Registry {
             namespaces: Mutex::new(HashMap::new()),
             sidecars: Mutex::new(BTreeMap::new()),
             purges: Mutex::new(HashMap::new()),
+            remote: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             resync: watch::Sender::new(0),
             on_change,
@@ -315,13 +319,28 @@ impl Registry {
     /// Stream state of one namespace.
     pub fn view(&self, namespace: &str) -> NamespaceView {
         // Lock order: `sidecars` first, released before `namespaces`.
-        let sidecars: Vec<(String, Option<String>, Option<Nack>)> = self
+        let mut sidecars: Vec<(String, Option<String>, Option<Nack>)> = self
             .sidecars
             .lock()
             .values()
             .filter(|s| s.namespace == namespace)
             .map(|s| (s.pod.clone(), s.acked.clone(), s.nacked.clone()))
             .collect();
+        // Sidecars of other replicas; a pod connected here too counts once, as ours.
+        let mut remote: Vec<(u64, &ReportedSidecar)> = Vec::new();
+        let reports = self.remote.lock();
+        for r in reports.iter().filter(|r| is_fresh(r.renewed)) {
+            for s in r.sidecars.iter().filter(|s| s.namespace == namespace) {
+                remote.push((r.renewed, s));
+            }
+        }
+        remote.sort_by(|a, b| b.0.cmp(&a.0));
+        for (_, s) in remote {
+            if !sidecars.iter().any(|(pod, _, _)| *pod == s.pod) {
+                sidecars.push((s.pod.clone(), s.acked.clone(), s.nacked.clone()));
+            }
+        }
+        drop(reports);
         let namespaces = self.namespaces.lock();
         let ns = namespaces.get(namespace);
         let current = ns.and_then(|ns| ns.current.borrow().as_ref().map(|p| (p.version.clone(), p.seq)));
@@ -334,6 +353,48 @@ impl Registry {
             })
             .collect();
         NamespaceView { current, sidecars }
+    }
+
+    /// The sidecars connected to this replica, for its report to the other replicas.
+    pub fn local_report(&self) -> Vec<ReportedSidecar> {
+        let mut out: Vec<ReportedSidecar> = self
+            .sidecars
+            .lock()
+            .values()
+            .map(|s| ReportedSidecar {
+                namespace: s.namespace.clone(),
+                pod: s.pod.clone(),
+                acked: s.acked.clone(),
+                nacked: s.nacked.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+        out
+    }
+
+    /// Replaces the other replicas' reports; namespaces whose sidecars changed get
+    /// their statuses recomputed.
+    pub fn set_remote(&self, reports: Vec<Report>) {
+        let namespaces_of = |rs: &[Report]| {
+            let mut m: BTreeMap<String, Vec<ReportedSidecar>> = BTreeMap::new();
+            for r in rs {
+                for s in &r.sidecars {
+                    m.entry(s.namespace.clone()).or_default().push(s.clone());
+                }
+            }
+            m
+        };
+        let old = std::mem::replace(&mut *self.remote.lock(), reports.clone());
+        let (before, after) = (namespaces_of(&old), namespaces_of(&reports));
+        let mut changed: Vec<&String> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|ns| before.get(*ns) != after.get(*ns))
+            .collect();
+        changed.dedup();
+        for ns in changed {
+            (self.on_change)(ns);
+        }
     }
 
     /// Namespaces with at least one connected sidecar.
