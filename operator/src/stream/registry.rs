@@ -334,7 +334,7 @@ impl Registry {
                 remote.push((r.renewed, s));
             }
         }
-        remote.sort_by(|a, b| b.0.cmp(&a.0));
+        remote.sort_by_key(|r| std::cmp::Reverse(r.0));
         for (_, s) in remote {
             if !sidecars.iter().any(|(pod, _, _)| *pod == s.pod) {
                 sidecars.push((s.pod.clone(), s.acked.clone(), s.nacked.clone()));
@@ -384,8 +384,9 @@ impl Registry {
             }
             m
         };
-        let old = std::mem::replace(&mut *self.remote.lock(), reports.clone());
-        let (before, after) = (namespaces_of(&old), namespaces_of(&reports));
+        let after = namespaces_of(&reports);
+        let old = std::mem::replace(&mut *self.remote.lock(), reports);
+        let before = namespaces_of(&old);
         let mut changed: Vec<&String> = before
             .keys()
             .chain(after.keys())
