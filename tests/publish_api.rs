@@ -99,6 +99,52 @@ async fn publish_is_accepted_with_consecutive_offsets_in_one_epoch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_keeps_each_topics_order_and_dedups_within_and_across_batches() {
+    let sc = sidecar().await;
+    let mut ws = sc.client().await;
+    ws.subscribe("news").await;
+    // 600 events for one topic (more than one backend call's worth) interleaved with
+    // another topic; one idempotency id appears twice in the batch.
+    let mut events = Vec::new();
+    for n in 0..600 {
+        events.push(json!({"topic": "news", "type": "story.posted", "data": {"n": n}}));
+        if n % 100 == 0 {
+            events.push(json!({"topic": "strict", "type": "note", "data": {"text": format!("t{n}")}}));
+        }
+    }
+    events.push(json!({"topic": "news", "id": "once", "type": "story.posted", "data": {"n": 600}}));
+    events.push(json!({"topic": "news", "id": "once", "type": "story.posted", "data": {"n": 601}}));
+    let r = sc.post("/v1/events:batch", &json!({"events": events})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let results = r.body["results"].as_array().expect("results");
+    let news: Vec<&Value> = results.iter().filter(|v| v["topic"] == "news").collect();
+    assert_eq!(news.len(), 602);
+    for pair in news[..601].windows(2) {
+        assert_eq!(offset(pair[1]), offset(pair[0]) + 1, "batch order is offset order");
+    }
+    assert_eq!(news[601]["duplicate"], true, "the second `once` is a duplicate");
+    assert_eq!(offset(news[601]), offset(news[600]));
+    let got = ws.collect_topic_events("news", 601, WAIT).await;
+    let ns: Vec<u64> = got
+        .iter()
+        .map(|e| e["event"]["data"]["n"].as_u64().unwrap_or(u64::MAX))
+        .collect();
+    assert_eq!(
+        ns,
+        (0..=600).collect::<Vec<u64>>(),
+        "delivered once each, in batch order"
+    );
+    // The same id in a later batch is still a duplicate.
+    let again = sc
+        .post(
+            "/v1/events:batch",
+            &json!({"events": [{"topic": "news", "id": "once", "type": "story.posted", "data": {}}]}),
+        )
+        .await;
+    assert_eq!(again.body["results"][0]["duplicate"], true, "{}", again.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_reports_each_item_and_207_when_some_fail() {
     let sc = sidecar().await;
     let r = sc

@@ -26,6 +26,21 @@ use crate::sinks::SinkRunner;
 const MAX_ID_LEN: usize = 256;
 /// Longest source / correlation / causation string.
 const MAX_META_LEN: usize = 512;
+/// Most events of one topic appended by one backend call of a batch publish (bounds
+/// the time one Redis script runs).
+const BATCH_CHUNK: usize = 256;
+
+/// A batch item that passed validation, waiting for its append.
+struct Prepared {
+    index: usize,
+    id: String,
+    priority: eventcast_api::Priority,
+    stored: StoredEvent,
+    dedup: bool,
+}
+
+/// Outcome of one batch item.
+pub type BatchResult = Result<PublishAccepted, PublishError>;
 
 /// Who is publishing.
 #[derive(Clone, Copy, Debug)]
@@ -170,6 +185,109 @@ impl Publisher {
             Err(e) => self.metrics.rejected.with_label_values(&[e.metric_reason()]).inc(),
         }
         result
+    }
+
+    /// Publishes a batch: every item is validated in order, then each topic's accepted
+    /// items are appended in batch order with one backend call per topic (per
+    /// [`BATCH_CHUNK`] events; one Redis round trip instead of one per event), topics
+    /// concurrently. Results come back in item order.
+    pub async fn publish_batch(&self, items: Vec<(String, PublishRequest)>, origin: Origin<'_>) -> Vec<BatchResult> {
+        let started = Instant::now();
+        let config = self.config.get();
+        let mut results: Vec<Option<BatchResult>> = (0..items.len()).map(|_| None).collect();
+        let mut groups: Vec<(Arc<LiveTopic>, Vec<Prepared>)> = Vec::new();
+        let mut group_of: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for (index, (topic_name, mut req)) in items.into_iter().enumerate() {
+            let Some(topic) = config.topic(&topic_name).cloned() else {
+                results[index] = Some(Err(PublishError::unknown_topic(&topic_name)));
+                continue;
+            };
+            let prepared = match self.authorize(&topic, origin).await {
+                Ok(()) => self.prepare(&topic, &mut req),
+                Err(e) => Err(e),
+            };
+            match prepared {
+                Ok(stored) => {
+                    let g = *group_of.entry(topic_name).or_insert_with(|| {
+                        groups.push((topic.clone(), Vec::new()));
+                        groups.len() - 1
+                    });
+                    groups[g].1.push(Prepared {
+                        index,
+                        id: stored.event.id.clone(),
+                        priority: stored.event.priority,
+                        dedup: req.id.is_some(),
+                        stored,
+                    });
+                }
+                Err(e) => results[index] = Some(Err(e)),
+            }
+        }
+        drop(config);
+        let appends = groups
+            .into_iter()
+            .map(|(topic, prepared)| self.append_group(topic, prepared));
+        for group in futures_util::future::join_all(appends).await {
+            for (index, result) in group {
+                results[index] = Some(result);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                let r = r.unwrap_or_else(|| {
+                    Err(PublishError::from(BackendError::Protocol(
+                        "batch item without a result".into(),
+                    )))
+                });
+                match &r {
+                    Ok(_) => self.metrics.publish_latency.observe(started.elapsed().as_secs_f64()),
+                    Err(e) => self.metrics.rejected.with_label_values(&[e.metric_reason()]).inc(),
+                }
+                r
+            })
+            .collect()
+    }
+
+    async fn append_group(&self, topic: Arc<LiveTopic>, prepared: Vec<Prepared>) -> Vec<(usize, BatchResult)> {
+        let mut out = Vec::with_capacity(prepared.len());
+        let mut rest = prepared.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<Prepared> = rest.by_ref().take(BATCH_CHUNK).collect();
+            let mut meta = Vec::with_capacity(chunk.len());
+            let mut events = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                meta.push((p.index, p.id, p.priority));
+                events.push((p.stored, p.dedup));
+            }
+            match self.backend.append_many(&topic, events).await {
+                Ok(appended) => {
+                    for ((index, id, priority), a) in meta.into_iter().zip(appended) {
+                        if !a.duplicate {
+                            topic.metrics.events_in[priority.index()].inc();
+                        }
+                        if let Some(ev) = &a.event {
+                            self.sinks.dispatch(ev);
+                        }
+                        out.push((
+                            index,
+                            Ok(PublishAccepted {
+                                id,
+                                topic: topic.name.to_string(),
+                                offset: a.offset,
+                                epoch: a.epoch.to_string(),
+                                duplicate: a.duplicate,
+                            }),
+                        ));
+                    }
+                }
+                Err(e) => {
+                    let e = PublishError::from(e);
+                    out.extend(meta.into_iter().map(|(index, _, _)| (index, Err(e.clone()))));
+                }
+            }
+        }
+        out
     }
 
     async fn publish_inner(

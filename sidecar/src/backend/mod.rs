@@ -99,6 +99,22 @@ impl Backend {
         }
     }
 
+    /// Appends several events to one topic, in order, as [`Backend::append`] would one
+    /// by one; on Redis in one round trip (one script call), all or none.
+    pub async fn append_many(
+        &self,
+        topic: &LiveTopic,
+        events: Vec<(StoredEvent, bool)>,
+    ) -> Result<Vec<Appended>, BackendError> {
+        match self {
+            Backend::Memory(m) => Ok(events
+                .into_iter()
+                .map(|(stored, dedup)| m.append(topic, stored, dedup))
+                .collect()),
+            Backend::Redis(r) => r.append_many(topic, events).await,
+        }
+    }
+
     /// Events after `after`, at most `limit`.
     pub async fn read(&self, topic: &LiveTopic, after: u64, limit: usize) -> Result<HistoryRead, BackendError> {
         match self {

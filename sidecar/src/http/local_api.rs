@@ -89,10 +89,11 @@ async fn publish_batch(
         ));
     }
     let origin = local_origin(&headers);
-    let mut results = Vec::with_capacity(batch.events.len());
+    let items = batch.events.into_iter().map(|item| (item.topic, item.event)).collect();
+    let mut results = Vec::new();
     let mut accepted = 0usize;
-    for item in batch.events {
-        match state.publisher.publish(&item.topic, item.event, origin).await {
+    for outcome in state.publisher.publish_batch(items, origin).await {
+        match outcome {
             Ok(ok) => {
                 accepted += 1;
                 let mut v = serde_json::to_value(&ok).unwrap_or_default();

@@ -264,6 +264,31 @@ impl RedisBackend {
         })
     }
 
+    /// Appends several events to one topic with one script call (in order).
+    pub async fn append_many(
+        &self,
+        topic: &LiveTopic,
+        events: Vec<(StoredEvent, bool)>,
+    ) -> Result<Vec<Appended>, BackendError> {
+        let durable = topic.config.delivery.guarantee == Guarantee::AtLeastOnce
+            || events.iter().any(|(s, _)| s.event.priority == Priority::Critical);
+        let replies = self.store.append_many(topic, &events, durable).await?;
+        Ok(replies
+            .into_iter()
+            .zip(events)
+            .map(|(reply, (stored, _))| {
+                let event =
+                    (!reply.duplicate).then(|| Arc::new(topic.shared_event(reply.offset, reply.epoch.clone(), stored)));
+                Appended {
+                    offset: reply.offset,
+                    epoch: reply.epoch,
+                    duplicate: reply.duplicate,
+                    event,
+                }
+            })
+            .collect())
+    }
+
     /// Reads history; for a topic with local subscribers, only once its feed is live.
     pub async fn read(&self, topic: &LiveTopic, after: u64, limit: usize) -> Result<HistoryRead, BackendError> {
         self.listener.ensure(&topic.name).await;

@@ -50,6 +50,7 @@ impl LuaScript {
 #[derive(Debug)]
 pub struct Scripts {
     pub append: LuaScript,
+    pub append_many: LuaScript,
     pub read: LuaScript,
     pub presence_join: LuaScript,
     pub presence_leave: LuaScript,
@@ -65,6 +66,10 @@ impl Scripts {
             append: LuaScript::new(concat!(
                 include_str!("scripts/prelude.lua"),
                 include_str!("scripts/append.lua")
+            )),
+            append_many: LuaScript::new(concat!(
+                include_str!("scripts/prelude.lua"),
+                include_str!("scripts/append_many.lua")
             )),
             read: LuaScript::new(concat!(
                 include_str!("scripts/prelude.lua"),

@@ -104,6 +104,29 @@ pub fn parse_append_reply(v: Value) -> Result<AppendReply, &'static str> {
     }
 }
 
+/// Parses `{epoch, offset_1, duplicate_1, ...}` of `count` events.
+pub fn parse_append_many_reply(v: Value, count: usize) -> Result<Vec<AppendReply>, &'static str> {
+    let Value::Array(items) = v else {
+        return Err("not an array");
+    };
+    let Some((epoch, rest)) = items.split_first() else {
+        return Err("empty");
+    };
+    let epoch = text(epoch).ok_or("epoch")?;
+    if rest.len() != count * 2 {
+        return Err("wrong number of results");
+    }
+    rest.chunks_exact(2)
+        .map(|pair| {
+            Ok(AppendReply {
+                offset: int(&pair[0]).ok_or("offset")?,
+                epoch: epoch.clone(),
+                duplicate: int(&pair[1]).ok_or("duplicate flag")? != 0,
+            })
+        })
+        .collect()
+}
+
 /// The read script's reply before events are parsed.
 #[derive(Debug, PartialEq)]
 pub struct RawRead {
@@ -234,6 +257,80 @@ impl Store {
             .map_err(|e| self.health.failed("append", &e))?;
         self.health.succeeded();
         parse_append_reply(reply).map_err(|what| self.health.bad_reply("append", what))
+    }
+
+    /// Appends `events` (each with its dedup flag) to one topic in one script call, in
+    /// order. Sent at most once unless every event has an idempotency id.
+    pub async fn append_many(
+        &self,
+        topic: &LiveTopic,
+        events: &[(StoredEvent, bool)],
+        durable: bool,
+    ) -> Result<Vec<AppendReply>, BackendError> {
+        let keys = self.keys.topic(&topic.name);
+        let retention = topic.config.retention;
+        let max_ids = retention.max_events.clamp(MIN_IDEMPOTENCY_KEYS, MAX_IDEMPOTENCY_KEYS);
+        let mut args: Vec<Value> = Vec::with_capacity(4 + events.len() * 3);
+        args.push(Value::from(&*new_epoch()));
+        args.push(Value::from(retention_cutoff(topic, unix_ms()).to_string()));
+        args.push(Value::from(retention.max_events.to_string()));
+        args.push(Value::from(max_ids.to_string()));
+        for (stored, dedup) in events {
+            let json =
+                serde_json::to_string(stored).map_err(|e| BackendError::Protocol(format!("encoding event: {e}")))?;
+            args.push(Value::from(json));
+            args.push(Value::from(if *dedup { stored.event.id.as_str() } else { "" }));
+            args.push(Value::from(stored.published_at_ms.to_string()));
+        }
+        let all_dedup = events.iter().all(|(_, d)| *d);
+        let base = if durable { self.durable.next() } else { &self.client };
+        let client = base.with_options(&self.options(if all_dedup { None } else { Some(1) }));
+        let reply = self
+            .scripts
+            .append_many
+            .run(
+                &client,
+                vec![keys.meta.clone(), keys.log, keys.ids, keys.id_times, keys.channel],
+                args,
+            )
+            .await
+            .map_err(|e| self.health.failed("append", &e))?;
+        self.health.succeeded();
+        let replies =
+            parse_append_many_reply(reply, events.len()).map_err(|what| self.health.bad_reply("append", what))?;
+        if durable && replies.iter().any(|r| !r.duplicate) {
+            let ack = self.wait_replica(base, &keys.meta).await;
+            if ack != ReplicaAck::Acked {
+                tracing::warn!(topic = %topic.name, events = events.len(), result = ack.as_str(), "no replica confirmed the batch append");
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Waits (bounded) until a replica of the slot of `key` has the writes made so far.
+    async fn wait_replica(&self, client: &Client, key: &str) -> ReplicaAck {
+        let slot = fred::util::redis_keyslot(key.as_bytes());
+        let wait_ms = u64::try_from(self.replica_wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        let options = Options {
+            timeout: Some(self.replica_wait + self.timeout),
+            max_attempts: Some(1),
+            ..Default::default()
+        };
+        let wait = client
+            .with_options(&options)
+            .custom::<Value, Value>(
+                CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), true),
+                vec![Value::from("1"), Value::from(wait_ms.to_string())],
+            )
+            .await;
+        match wait {
+            Ok(v) if int(&v).is_some_and(|n| n >= 1) => ReplicaAck::Acked,
+            Ok(_) => ReplicaAck::NotAcked,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "waiting for a replica");
+                ReplicaAck::Failed
+            }
+        }
     }
 
     /// Runs the read script: position plus up to `limit` events after `after`.

@@ -1,4 +1,4 @@
--- Shared by append.lua and read.lua (prepended to each when it is embedded).
+-- Shared by append.lua, append_many.lua and read.lua (prepended to each when it is embedded).
 
 -- The topic's epoch; when the metadata is missing (new topic, or history lost) a new
 -- epoch starts at offset 0 and whatever history was left under the old one is removed,
@@ -49,4 +49,44 @@ local function trim_by_age(log, cutoff)
     local n = string.match(last_old, '^(%d+)-')
     redis.call('XTRIM', log, 'MINID', n .. '-2')
   end
+end
+
+-- Appends one event (the epoch already ensured): idempotency check, next offset,
+-- history entry trimmed to retention (count and age), idempotency record, and the
+-- delivery payload published on the topic's sharded channel.
+-- Returns offset, duplicate (0|1).
+local function append_one(meta, log, ids, id_times, channel, epoch, event, id, published, cutoff_arg,
+                          max_events, max_ids)
+  if id ~= '' then
+    local expired = redis.call('ZRANGEBYSCORE', id_times, '-inf', '(' .. cutoff_arg, 'LIMIT', 0, 1000)
+    if #expired > 0 then
+      redis.call('HDEL', ids, unpack(expired))
+      redis.call('ZREM', id_times, unpack(expired))
+    end
+    local seen = redis.call('HGET', ids, id)
+    if seen then
+      return tonumber(seen), 1
+    end
+  end
+
+  local offset = redis.call('HINCRBY', meta, 'offset', 1)
+
+  if id ~= '' then
+    redis.call('HSET', ids, id, offset)
+    redis.call('ZADD', id_times, published, id)
+    local extra = redis.call('ZCARD', id_times) - max_ids
+    if extra > 0 then
+      local oldest = redis.call('ZRANGE', id_times, 0, extra - 1)
+      redis.call('HDEL', ids, unpack(oldest))
+      redis.call('ZREM', id_times, unpack(oldest))
+    end
+  end
+
+  if max_events > 0 then
+    redis.call('XADD', log, 'MAXLEN', max_events, offset .. '-1', 'e', event, 't', published)
+    trim_by_age(log, tonumber(cutoff_arg))
+  end
+
+  redis.call('SPUBLISH', channel, offset .. ' ' .. epoch .. ' ' .. event)
+  return offset, 0
 end
