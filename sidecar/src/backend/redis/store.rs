@@ -199,28 +199,7 @@ impl Store {
         if reply.duplicate {
             return Ok((reply, ReplicaAck::Acked));
         }
-        let slot = fred::util::redis_keyslot(self.keys.topic(&topic.name).meta.as_bytes());
-        let wait_ms = u64::try_from(self.replica_wait.as_millis()).unwrap_or(u64::MAX).max(1);
-        let options = Options {
-            timeout: Some(self.replica_wait + self.timeout),
-            max_attempts: Some(1),
-            ..Default::default()
-        };
-        let wait = client
-            .with_options(&options)
-            .custom::<Value, Value>(
-                CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), true),
-                vec![Value::from("1"), Value::from(wait_ms.to_string())],
-            )
-            .await;
-        let ack = match wait {
-            Ok(v) if int(&v).is_some_and(|n| n >= 1) => ReplicaAck::Acked,
-            Ok(_) => ReplicaAck::NotAcked,
-            Err(e) => {
-                tracing::warn!(topic = %topic.name, offset = reply.offset, error = %e, "waiting for a replica");
-                ReplicaAck::Failed
-            }
-        };
+        let ack = self.wait_replica(client, &self.keys.topic(&topic.name).meta).await;
         Ok((reply, ack))
     }
 
