@@ -20,6 +20,8 @@ struct Inner {
     nack_with: Mutex<Option<String>>,
     connected: AtomicBool,
     connects: AtomicUsize,
+    /// Connections it reports in its load.
+    load_connections: std::sync::atomic::AtomicU64,
 }
 
 /// A fake sidecar connected to one operator address.
@@ -43,7 +45,8 @@ async fn session(url: &str, inner: &Inner) -> Result<(), tokio_tungstenite::tung
     let result = loop {
         tokio::select! {
             _ = tick.tick() => {
-                let load = SidecarMessage::Load(SidecarLoad { connections: 1, ..SidecarLoad::default() });
+                let connections = inner.load_connections.load(Ordering::SeqCst);
+                let load = SidecarMessage::Load(SidecarLoad { connections, ..SidecarLoad::default() });
                 let text = serde_json::to_string(&load).unwrap_or_default();
                 if let Err(e) = ws.send(Message::text(text)).await { break Err(e) }
             }
@@ -98,6 +101,11 @@ impl FakeSidecar {
     /// From now on, reject every snapshot with `error` (None: accept again).
     pub fn nack_with(&self, error: Option<&str>) {
         *self.inner.nack_with.lock() = error.map(str::to_owned);
+    }
+
+    /// From now on, report `connections` client connections in its load.
+    pub fn report_connections(&self, connections: u64) {
+        self.inner.load_connections.store(connections, Ordering::SeqCst);
     }
 
     /// The last snapshot received.

@@ -336,6 +336,107 @@ async fn sidecars_split_across_two_replicas_are_all_counted_by_the_leader() {
     leader.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaling_sets_the_deployment_scale_from_sidecar_load() {
+    let c = Cluster::start().await;
+    c.apply(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: chat-app, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: chat}}
+  template:
+    metadata: {labels: {app: chat}}
+    spec: {containers: [{name: app, image: example/chat:1}]}
+",
+    )
+    .await
+    .ok();
+    let op = c.operator("op-a").await;
+    let a = FakeSidecar::connect(op.config_stream_addr, "default", "chat-app-7d9f-a");
+    let b = FakeSidecar::connect(op.config_stream_addr, "default", "chat-app-7d9f-b");
+    a.report_connections(20);
+    b.report_connections(20);
+    c.apply(
+        "apiVersion: eventcast.dev/v1alpha1
+kind: Topic
+metadata: {name: chat, namespace: default}
+---
+apiVersion: eventcast.dev/v1alpha1
+kind: BroadcastPolicy
+metadata: {name: scale, namespace: default}
+spec:
+  topics: [chat]
+  autoscaling:
+    targetRef: {kind: Deployment, name: chat-app}
+    minReplicas: 1
+    maxReplicas: 5
+    targetConnectionsPerPod: 10
+    scaleUpCooldown: 1s
+    scaleDownCooldown: 1s
+",
+    )
+    .await
+    .ok();
+    // 40 connections at 10 per pod on 2 pods: 4 replicas.
+    eventually("deployment scaled to 4", WAIT, || async {
+        (c.jsonpath("deployment/chat-app", "default", "{.spec.replicas}").await == "4").then_some(())
+    })
+    .await;
+    eventually("autoscaling status", WAIT, || async {
+        (c.jsonpath(
+            "broadcastpolicy/scale",
+            "default",
+            "{.status.autoscaling.desiredReplicas}",
+        )
+        .await
+            == "4"
+            && condition(&c, "broadcastpolicy/scale", "AutoscalingHealthy", "status").await == "True")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !c.jsonpath(
+            "broadcastpolicy/scale",
+            "default",
+            "{.status.autoscaling.lastScaleTime}"
+        )
+        .await
+        .is_empty()
+    );
+    // Load drops: down to the minimum once the cooldown passed.
+    a.report_connections(0);
+    b.report_connections(0);
+    eventually("deployment scaled down to 1", WAIT, || async {
+        (c.jsonpath("deployment/chat-app", "default", "{.spec.replicas}").await == "1").then_some(())
+    })
+    .await;
+    // A missing target is reported on its own condition; Ready is untouched.
+    c.kubectl(&[
+        "patch",
+        "broadcastpolicy/scale",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"autoscaling":{"targetRef":{"kind":"Deployment","name":"nope"}}}}"#,
+    ])
+    .await
+    .ok();
+    eventually("TargetNotFound", WAIT, || async {
+        (condition(&c, "broadcastpolicy/scale", "AutoscalingHealthy", "reason").await == "TargetNotFound").then_some(())
+    })
+    .await;
+    assert_eq!(
+        condition(&c, "broadcastpolicy/scale", "AutoscalingHealthy", "status").await,
+        "False"
+    );
+    eventually("Ready stays True", WAIT, || async {
+        (condition(&c, "broadcastpolicy/scale", "Ready", "status").await == "True").then_some(())
+    })
+    .await;
+    op.shutdown().await;
+}
+
 async fn reqwest_metrics(addr: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("metrics listener");

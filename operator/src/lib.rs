@@ -4,6 +4,7 @@
 //! reports status back on the resources. Two replicas may run: both serve the config
 //! stream; the one holding the Lease writes status, finalizers and Events.
 
+pub mod autoscale;
 pub mod metrics;
 pub mod reconcile;
 pub mod resource;

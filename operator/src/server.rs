@@ -168,6 +168,21 @@ pub async fn start(settings: Settings, client: kube::Client) -> Result<Running, 
     let (events, events_task) = Events::start(client.clone(), identity, shutdown.clone());
     tasks.spawn(events_task);
 
+    let outcomes: crate::autoscale::Outcomes = Default::default();
+    tasks.spawn(
+        crate::autoscale::Autoscaler {
+            client: client.clone(),
+            caches: caches.clone(),
+            registry: registry.clone(),
+            dirty: dirty.clone(),
+            events: events.clone(),
+            leader: leader.clone(),
+            every: settings.autoscale_interval,
+            outcomes: outcomes.clone(),
+        }
+        .run(shutdown.clone()),
+    );
+
     let reconciler = Reconciler {
         client,
         caches: caches.clone(),
@@ -177,6 +192,7 @@ pub async fn start(settings: Settings, client: kube::Client) -> Result<Running, 
         dirty: dirty.clone(),
         metrics: metrics.clone(),
         leader: leader.clone(),
+        autoscaling: outcomes,
         debounce: settings.debounce,
         resync_interval: settings.resync_interval,
     };

@@ -50,6 +50,9 @@ pub struct Settings {
     /// operator restart or failover).
     #[arg(long, env = "EVENTCAST_OPERATOR_STARTUP_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub startup_grace: Duration,
+    /// How often autoscaling (BroadcastPolicy `spec.autoscaling`) looks at the load.
+    #[arg(long, env = "EVENTCAST_OPERATOR_AUTOSCALE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub autoscale_interval: Duration,
     /// Changes arriving within this window are compiled together.
     #[arg(long, env = "EVENTCAST_OPERATOR_DEBOUNCE", default_value = "50ms", value_parser = parse_duration)]
     pub debounce: Duration,
@@ -93,6 +96,7 @@ impl Settings {
             resync_interval: Duration::from_secs(300),
             status_interval: Duration::from_millis(500),
             startup_grace: Duration::from_secs(2),
+            autoscale_interval: Duration::from_millis(500),
             debounce: Duration::from_millis(20),
             status_concurrency: 16,
             log_format: LogFormat::Text,

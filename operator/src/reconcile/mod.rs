@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventcast_api::crd::status::condition_type::ACCEPTED;
+use eventcast_api::crd::status::condition_type::{ACCEPTED, AUTOSCALING};
 use eventcast_api::crd::{BroadcastPolicyStatus, ResourceStatus};
 use kube::Resource;
 use parking_lot::Mutex;
@@ -50,6 +50,8 @@ pub struct Reconciler {
     pub dirty: Arc<Dirty>,
     pub metrics: Arc<Metrics>,
     pub leader: watch::Receiver<bool>,
+    /// Autoscaling outcomes, for BroadcastPolicy status.
+    pub autoscaling: crate::autoscale::Outcomes,
     pub debounce: Duration,
     pub resync_interval: Duration,
 }
@@ -250,6 +252,27 @@ impl Reconciler {
                 ),
                 Object::BroadcastPolicy(p) => {
                     let old = p.status.clone().unwrap_or_default();
+                    let mut desired = desired;
+                    let outcome = self.autoscaling.lock().get(&key).cloned();
+                    let autoscaling = match (&p.spec.autoscaling, outcome) {
+                        (None, _) => {
+                            desired.conditions.retain(|c| c.type_ != AUTOSCALING);
+                            None
+                        }
+                        (Some(_), Some(o)) => {
+                            conditions::set_condition(
+                                &mut desired.conditions,
+                                AUTOSCALING,
+                                o.healthy,
+                                o.reason,
+                                o.message,
+                                obj.generation(),
+                                &now,
+                            );
+                            Some(o.status)
+                        }
+                        (Some(_), None) => old.autoscaling.clone(),
+                    };
                     let status = BroadcastPolicyStatus {
                         observed_generation: desired.observed_generation,
                         conditions: desired.conditions,
@@ -261,7 +284,7 @@ impl Reconciler {
                         } else {
                             compiled.output.policy_selections.get(&obj.name()).copied()
                         },
-                        autoscaling: old.autoscaling.clone(),
+                        autoscaling,
                     };
                     (to_value(&old), to_value(&status))
                 }

@@ -30,7 +30,7 @@ pub const STALE_AFTER: Duration = Duration::from_secs(15);
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// One sidecar as reported by a replica.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportedSidecar {
     pub namespace: String,
@@ -39,10 +39,13 @@ pub struct ReportedSidecar {
     pub acked: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nacked: Option<(String, String)>,
+    /// Its last load report (autoscaling input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<eventcast_api::config_stream::SidecarLoad>,
 }
 
 /// A replica's report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub identity: String,
@@ -73,6 +76,13 @@ pub fn report_name(identity: &str) -> String {
     name
 }
 
+fn same_membership(a: &[ReportedSidecar], b: &[ReportedSidecar]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.namespace == y.namespace && x.pod == y.pod && x.acked == y.acked && x.nacked == y.nacked)
+}
+
 /// Publishes this replica's report and follows the others' until shutdown.
 pub async fn run(
     client: kube::Client,
@@ -95,7 +105,9 @@ pub async fn run(
             let sidecars = registry.local_report();
             let due = match &last {
                 None => true,
-                Some((prev, at)) => *prev != sidecars || at.elapsed() >= RENEW_EVERY,
+                // Load figures change all the time: only acks, nacks and membership make
+                // an early write; loads travel with the periodic renewal.
+                Some((prev, at)) => !same_membership(prev, &sidecars) || at.elapsed() >= RENEW_EVERY,
             };
             if !due {
                 continue;

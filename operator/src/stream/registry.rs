@@ -306,14 +306,36 @@ impl Registry {
         }
     }
 
-    /// Latest load reports of a namespace's sidecars.
-    pub fn loads(&self, namespace: &str) -> Vec<SidecarLoad> {
-        self.sidecars
+    /// Latest load reports of a namespace's sidecars whose pod name starts with
+    /// `pod_prefix` (a Deployment's pods are named `<deployment>-...`), here and on the
+    /// other replicas; all of the namespace's when none matches.
+    pub fn loads_of(&self, namespace: &str, pod_prefix: &str) -> Vec<SidecarLoad> {
+        let mut all: Vec<(String, SidecarLoad)> = self
+            .sidecars
             .lock()
             .values()
             .filter(|s| s.namespace == namespace)
-            .filter_map(|s| s.load.clone())
-            .collect()
+            .filter_map(|s| s.load.clone().map(|l| (s.pod.clone(), l)))
+            .collect();
+        for r in self.remote.lock().iter().filter(|r| is_fresh(r.renewed)) {
+            for s in r.sidecars.iter().filter(|s| s.namespace == namespace) {
+                if let Some(l) = &s.load
+                    && !all.iter().any(|(pod, _)| *pod == s.pod)
+                {
+                    all.push((s.pod.clone(), l.clone()));
+                }
+            }
+        }
+        let matching: Vec<SidecarLoad> = all
+            .iter()
+            .filter(|(pod, _)| pod.starts_with(pod_prefix))
+            .map(|(_, l)| l.clone())
+            .collect();
+        if matching.is_empty() {
+            all.into_iter().map(|(_, l)| l).collect()
+        } else {
+            matching
+        }
     }
 
     /// Stream state of one namespace.
@@ -366,6 +388,7 @@ impl Registry {
                 pod: s.pod.clone(),
                 acked: s.acked.clone(),
                 nacked: s.nacked.clone(),
+                load: s.load.clone(),
             })
             .collect();
         out.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
