@@ -113,6 +113,11 @@ impl FakeSidecar {
         self.inner.snapshots.lock().last().cloned()
     }
 
+    /// Versions of every snapshot received, oldest first.
+    pub fn versions(&self) -> Vec<String> {
+        self.inner.snapshots.lock().iter().map(|(v, _)| v.clone()).collect()
+    }
+
     /// Snapshots received so far.
     pub fn snapshot_count(&self) -> usize {
         self.inner.snapshots.lock().len()

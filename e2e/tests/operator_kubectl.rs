@@ -48,13 +48,19 @@ async fn examples_are_programmed_on_every_sidecar_and_edits_follow() {
         .await;
     for s in [&a, &b] {
         let (v, config) = s.latest().expect("a snapshot");
-        assert_eq!(v, version, "status names the version the sidecars run");
+        // configVersion names the config that first carried this generation; the
+        // sidecars got it (and maybe newer ones since, from other resources' changes).
+        assert!(
+            s.versions().contains(&version),
+            "{version} not among {:?} (latest {v})",
+            s.versions()
+        );
         assert!(config.topics.contains_key("chat.room-42"));
         assert!(config.subscriptions.iter().any(|s| s.name == "orders-archive"));
     }
     assert_eq!(
         condition(&c, "topic/chat-room-42", "Programmed", "message").await,
-        format!("2/2 sidecars run config {version}")
+        format!("2/2 sidecars run config {version} or newer")
     );
     let table = c.kubectl(&["get", "ect"]).await.ok().stdout;
     assert!(table.contains("chat.room-42"), "{table}");

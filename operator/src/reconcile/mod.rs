@@ -185,8 +185,10 @@ impl Reconciler {
                 "config published"
             );
         }
-        if let Some(seq) = new_seq.or_else(|| self.registry.current(ns).map(|p| p.seq)) {
-            entry.state.record_published(ns, &compiled.output, seq);
+        if let Some(current) = self.registry.current(ns) {
+            entry
+                .state
+                .record_published(ns, &compiled.output, current.seq, &current.version);
         }
         for errors in compiled.errors.values() {
             for e in errors {
@@ -223,13 +225,13 @@ impl Reconciler {
                 let errors = compiled.errors.get(&key).unwrap_or(&no_errors);
                 let error_refs: Vec<&eventcast_api::CompileError> = errors.iter().collect();
                 let programmed = entry.state.programmed(&key);
+                let in_config = programmed.filter(|p| p.generation == obj.generation() && errors.is_empty());
                 let facts = Facts {
                     namespace: ns,
                     generation: obj.generation(),
                     errors: &error_refs,
-                    programmed_since: programmed
-                        .filter(|p| p.generation == obj.generation() && errors.is_empty())
-                        .map(|p| p.since),
+                    programmed_since: in_config.map(|p| p.since),
+                    programmed_version: in_config.map(|p| &*p.version),
                     serving_generation: if errors.is_empty() {
                         None
                     } else {
@@ -241,15 +243,25 @@ impl Reconciler {
                 self.accepted_event(obj, &key, &existing, &desired, last_events);
                 desired
             };
+            // Typed comparison first: most resources are unchanged on most reconciles,
+            // and building JSON for all of them is what large namespaces pay for.
             let (current, desired) = match obj {
-                Object::Topic(t) => (
-                    to_value(&t.status.clone().unwrap_or_default()),
-                    to_value(&resource_status(desired)),
-                ),
-                Object::Subscription(s) => (
-                    to_value(&s.status.clone().unwrap_or_default()),
-                    to_value(&resource_status(desired)),
-                ),
+                Object::Topic(t) => {
+                    let desired = resource_status(desired);
+                    if t.status.as_ref() == Some(&desired) {
+                        self.writer.discard(&key);
+                        continue;
+                    }
+                    (to_value(&t.status.clone().unwrap_or_default()), to_value(&desired))
+                }
+                Object::Subscription(s) => {
+                    let desired = resource_status(desired);
+                    if s.status.as_ref() == Some(&desired) {
+                        self.writer.discard(&key);
+                        continue;
+                    }
+                    (to_value(&s.status.clone().unwrap_or_default()), to_value(&desired))
+                }
                 Object::BroadcastPolicy(p) => {
                     let old = p.status.clone().unwrap_or_default();
                     let mut desired = desired;
@@ -286,12 +298,17 @@ impl Reconciler {
                         },
                         autoscaling,
                     };
+                    if p.status.as_ref() == Some(&status) {
+                        self.writer.discard(&key);
+                        continue;
+                    }
                     (to_value(&old), to_value(&status))
                 }
             };
             self.writer.submit(&key, &current, desired);
         }
-        last_events.retain(|k, _| k.namespace != ns || snapshot.objects.iter().any(|o| o.key(ns) == *k));
+        let present: HashSet<ResourceKey> = snapshot.objects.iter().map(|o| o.key(ns)).collect();
+        last_events.retain(|k, _| k.namespace != ns || present.contains(k));
     }
 
     /// A Kubernetes Event when a resource's acceptance changes.
@@ -310,7 +327,14 @@ impl Reconciler {
                 .map(|c| (c.status == "True", c.message.clone()))
         };
         let Some(now) = find(desired) else { return };
-        if find(existing).as_ref() == Some(&now) || last_events.get(key) == Some(&now) {
+        let before = find(existing);
+        if before.as_ref() == Some(&now) || last_events.get(key) == Some(&now) {
+            return;
+        }
+        // A new resource that is simply valid makes no Event (applying 10,000 Topics
+        // should not make 10,000 Events); rejections and recoveries always do.
+        if now.0 && before.is_none() {
+            last_events.insert(key.clone(), now);
             return;
         }
         let object = match obj {

@@ -78,10 +78,12 @@ pub struct Snapshot {
 }
 
 /// Per resource: the generation in the config and the first sequence that had it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Programmed {
     pub generation: Option<i64>,
     pub since: u64,
+    /// Version of the config published as `since`.
+    pub version: Arc<str>,
 }
 
 /// The result of compiling a namespace.
@@ -191,7 +193,8 @@ impl NamespaceState {
     }
 
     /// Records that the config holding `output`'s sources was published as `seq`.
-    pub fn record_published(&mut self, namespace: &str, output: &CompileOutput, seq: u64) {
+    pub fn record_published(&mut self, namespace: &str, output: &CompileOutput, seq: u64, version: &str) {
+        let version: Arc<str> = Arc::from(version);
         for source in &output.config.sources {
             let kind = match source.kind.as_str() {
                 "Topic" => Kind::Topic,
@@ -199,14 +202,16 @@ impl NamespaceState {
                 _ => Kind::BroadcastPolicy,
             };
             let key = ResourceKey::new(kind, namespace, &source.name);
-            let entry = self.programmed.entry(key).or_insert(Programmed {
+            let entry = self.programmed.entry(key).or_insert_with(|| Programmed {
                 generation: source.generation,
                 since: seq,
+                version: version.clone(),
             });
             if entry.generation != source.generation {
                 *entry = Programmed {
                     generation: source.generation,
                     since: seq,
+                    version: version.clone(),
                 };
             }
         }
@@ -221,8 +226,8 @@ impl NamespaceState {
     }
 
     /// Generation of a resource in the config and the sequence since which it is there.
-    pub fn programmed(&self, key: &ResourceKey) -> Option<Programmed> {
-        self.programmed.get(key).copied()
+    pub fn programmed(&self, key: &ResourceKey) -> Option<&Programmed> {
+        self.programmed.get(key)
     }
 
     /// The copy of a resource the config was built from (for Topics being deleted: the
@@ -262,7 +267,7 @@ mod tests {
         let c = state.compile("demo", &snapshot(vec![good]));
         assert!(c.errors.is_empty());
         assert_eq!(c.output.config.topics["t"].retention.max_events, 10);
-        state.record_published("demo", &c.output, 1);
+        state.record_published("demo", &c.output, 1, "v");
 
         let bad = topic(
             "t",
@@ -277,7 +282,7 @@ mod tests {
             "the last good copy keeps serving"
         );
         assert_eq!(c.output.config.sources[0].generation, Some(1));
-        state.record_published("demo", &c.output, 1);
+        state.record_published("demo", &c.output, 1, "v");
         assert_eq!(state.programmed(&key).map(|p| p.generation), Some(Some(1)));
     }
 
@@ -285,7 +290,7 @@ mod tests {
     fn a_paused_resource_keeps_its_config_and_deletion_still_applies() {
         let mut state = NamespaceState::default();
         let c = state.compile("demo", &snapshot(vec![topic("t", 1, "{retention: {maxEvents: 10}}")]));
-        state.record_published("demo", &c.output, 1);
+        state.record_published("demo", &c.output, 1, "v");
         let mut edited = topic("t", 2, "{retention: {maxEvents: 99}}");
         if let Object::Topic(t) = &mut edited {
             Arc::make_mut(t)
@@ -310,22 +315,19 @@ mod tests {
         let mut state = NamespaceState::default();
         let key = ResourceKey::new(Kind::Topic, "demo", "a");
         let c = state.compile("demo", &snapshot(vec![topic("a", 1, "{}")]));
-        state.record_published("demo", &c.output, 4);
+        state.record_published("demo", &c.output, 4, "v");
         // Another resource's change publishes seq 5; `a` is still programmed since 4.
         let c = state.compile("demo", &snapshot(vec![topic("a", 1, "{}"), topic("b", 1, "{}")]));
-        state.record_published("demo", &c.output, 5);
+        state.record_published("demo", &c.output, 5, "v");
         assert_eq!(state.programmed(&key).map(|p| p.since), Some(4));
         let c = state.compile(
             "demo",
             &snapshot(vec![topic("a", 2, "{presence: true}"), topic("b", 1, "{}")]),
         );
-        state.record_published("demo", &c.output, 6);
+        state.record_published("demo", &c.output, 6, "v");
         assert_eq!(
-            state.programmed(&key),
-            Some(Programmed {
-                generation: Some(2),
-                since: 6
-            })
+            state.programmed(&key).map(|p| (p.generation, p.since)),
+            Some((Some(2), 6))
         );
     }
 

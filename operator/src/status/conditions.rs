@@ -22,6 +22,9 @@ pub struct Facts<'a> {
     /// Sequence of the first published config that contains this generation; None
     /// when the generation is not in the config (rejected) or nothing was published yet.
     pub programmed_since: Option<u64>,
+    /// Version of the config `programmed_since` names: the one that first carried this
+    /// generation (stays the same while other resources change the namespace config).
+    pub programmed_version: Option<&'a str>,
     /// When the current generation was rejected: the generation still served.
     pub serving_generation: Option<i64>,
     pub view: &'a NamespaceView,
@@ -112,7 +115,10 @@ pub fn count_sidecars(view: &NamespaceView, programmed_since: Option<u64>) -> Si
 /// Status of a resource that is reconciled (not paused).
 pub fn compute(existing: &CommonStatus, facts: &Facts<'_>, now: &Time) -> CommonStatus {
     let generation = facts.generation;
-    let version = facts.view.current.as_ref().map(|(v, _)| v.clone());
+    let version = facts
+        .programmed_version
+        .map(str::to_owned)
+        .or_else(|| facts.view.current.as_ref().map(|(v, _)| v.clone()));
     let version_text = version.as_deref().unwrap_or("(none yet)");
     let counts = count_sidecars(facts.view, facts.programmed_since);
     let mut conditions = existing.conditions.clone();
@@ -181,7 +187,7 @@ pub fn compute(existing: &CommonStatus, facts: &Facts<'_>, now: &Time) -> Common
             true,
             "Programmed",
             format!(
-                "{}/{} sidecars run config {version_text}",
+                "{}/{} sidecars run config {version_text} or newer",
                 counts.acked, counts.connected
             ),
         )
@@ -190,7 +196,7 @@ pub fn compute(existing: &CommonStatus, facts: &Facts<'_>, now: &Time) -> Common
             false,
             "Pending",
             format!(
-                "{}/{} sidecars run config {version_text}",
+                "{}/{} sidecars run config {version_text} or newer",
                 counts.acked, counts.connected
             ),
         )
@@ -305,6 +311,7 @@ mod tests {
             generation: Some(3),
             errors,
             programmed_since: since,
+            programmed_version: None,
             serving_generation: None,
             view,
         }
@@ -316,7 +323,7 @@ mod tests {
         let s = compute(&CommonStatus::default(), &facts(&v, &[], Some(2)), &now());
         assert_eq!(cond(&s, ACCEPTED).status, "True");
         assert_eq!(cond(&s, PROGRAMMED).status, "True");
-        assert_eq!(cond(&s, PROGRAMMED).message, "3/3 sidecars run config v-2");
+        assert_eq!(cond(&s, PROGRAMMED).message, "3/3 sidecars run config v-2 or newer");
         assert_eq!(cond(&s, READY).status, "True");
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!(s.config_version.as_deref(), Some("v-2"));
@@ -338,7 +345,7 @@ mod tests {
         let s = compute(&CommonStatus::default(), &facts(&v, &[], Some(2)), &now());
         assert_eq!(cond(&s, PROGRAMMED).status, "False");
         assert_eq!(cond(&s, PROGRAMMED).reason, "Pending");
-        assert_eq!(cond(&s, PROGRAMMED).message, "1/3 sidecars run config v-2");
+        assert_eq!(cond(&s, PROGRAMMED).message, "1/3 sidecars run config v-2 or newer");
         assert_eq!(cond(&s, READY).status, "False");
         assert_eq!(s.sidecars.as_ref().map(|c| c.stale), Some(2));
     }

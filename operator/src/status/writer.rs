@@ -125,6 +125,11 @@ impl StatusWriter {
         self.wake.notify_one();
     }
 
+    /// The object already shows the desired status: drop any pending write.
+    pub fn discard(&self, key: &ResourceKey) {
+        self.pending.lock().remove(key);
+    }
+
     /// Forgets a deleted resource.
     pub fn forget(&self, key: &ResourceKey) {
         self.pending.lock().remove(key);
