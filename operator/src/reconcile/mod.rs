@@ -195,6 +195,10 @@ impl Reconciler {
                 tracing::debug!(namespace = ns, resource = %e.resource, field = %e.field, reason = e.reason.as_str(), "rejected: {}", e.message);
             }
         }
+        // The config itself lives on in the published snapshot; statuses need only the
+        // errors and policy selections, so the compiled copy is not kept twice.
+        let mut compiled = compiled;
+        compiled.output.config = eventcast_api::CompiledConfig::default();
         entry.compiled = Some(compiled);
     }
 
