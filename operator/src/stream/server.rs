@@ -72,10 +72,7 @@ async fn upgrade(State(state): State<StreamState>, Query(q): Query<StreamQuery>,
 }
 
 async fn send_snapshot(socket: &mut WebSocket, registry: &Registry, id: u64, published: &Published) -> bool {
-    let ok = socket
-        .send(Message::Text(published.message.clone()))
-        .await
-        .is_ok();
+    let ok = socket.send(Message::Text(published.message.clone())).await.is_ok();
     if ok {
         registry.sent(id, published.seq);
     }
