@@ -26,6 +26,15 @@ type Nack = (String, String);
 /// Versions remembered per namespace for mapping acks to sequences.
 const VERSIONS_KEPT: usize = 256;
 
+/// The `snapshot` message serialized from borrowed parts: the same JSON as
+/// `OperatorMessage::Snapshot` without copying a namespace's whole config to build it.
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename = "snapshot")]
+struct SnapshotRef<'a> {
+    version: &'a str,
+    config: &'a CompiledConfig,
+}
+
 /// A config as published to a namespace's sidecars.
 #[derive(Debug)]
 pub struct Published {
@@ -156,11 +165,7 @@ impl Registry {
         if ns.current.borrow().as_ref().is_some_and(|p| p.version == version) {
             return None;
         }
-        let message = OperatorMessage::Snapshot {
-            version: version.to_owned(),
-            config: Box::new(config.clone()),
-        };
-        let text = match serde_json::to_string(&message) {
+        let text = match serde_json::to_string(&SnapshotRef { version, config }) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(namespace, error = %e, "serializing a config snapshot");
@@ -508,6 +513,21 @@ mod tests {
             namespace: ns.to_owned(),
             ..CompiledConfig::default()
         }
+    }
+
+    #[test]
+    fn the_snapshot_is_the_documented_message() {
+        let (r, _) = registry();
+        r.publish("demo", "v-a", &config("demo"));
+        let text = r.current("demo").expect("published").message.to_string();
+        let parsed: OperatorMessage = serde_json::from_str(&text).expect("an operator message");
+        assert_eq!(
+            parsed,
+            OperatorMessage::Snapshot {
+                version: "v-a".into(),
+                config: Box::new(config("demo"))
+            }
+        );
     }
 
     #[test]
