@@ -93,6 +93,7 @@ pub struct Metrics {
     pub config_stream_reconnects: IntCounter,
     pub config_nacks: IntCounter,
     pub backend_errors: IntCounterVec,
+    pub redis_client_restarts: IntCounterVec,
     pub replica_waits: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
     pub subscription_dropped: IntCounterVec,
@@ -291,6 +292,16 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new("eventcast_backend_errors_total", "Backend operation failures"),
                     &["op"]
+                )
+            ),
+            redis_client_restarts: reg!(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "eventcast_redis_client_restarts_total",
+                        "Connection tasks of the Redis clients restarted, by client (commands, durable, subscriber) and reason (task_ended: the task stopped by itself, unresponsive: commands timed out while a new connection worked)"
+                    ),
+                    &["client", "reason"]
                 )
             ),
             replica_waits: reg!(

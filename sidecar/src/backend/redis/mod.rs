@@ -11,6 +11,8 @@
 //! - [`presence`]: shared presence with per-entry expiry.
 //! - [`rate_limit`]: publish rate limits shared by all sidecars (GCRA script).
 //! - [`health`]: outage detection, readiness, error metrics.
+//! - [`supervisor`]: owns the clients' connection tasks and restarts one that ends or
+//!   sticks (fred 10.1 ends it after a `-ASK` redirect, e.g. during a reshard).
 //! - [`purge`]: deleting a deleted topic's keys (operator `purge`).
 //!
 //! `append` returns once the script ran; local delivery happens when the published
@@ -26,6 +28,7 @@ mod purge;
 mod rate_limit;
 mod scripts;
 mod store;
+mod supervisor;
 mod tracker;
 
 use std::sync::Arc;
@@ -36,7 +39,6 @@ use fred::prelude::{
     Builder, Client, Config, ConnectionConfig, PerformanceConfig, ReconnectPolicy, ServerConfig, TcpConfig,
 };
 use fred::types::ConnectHandle;
-use parking_lot::Mutex;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +49,7 @@ use self::presence::Presence;
 use self::rate_limit::RedisBuckets;
 use self::scripts::Scripts;
 use self::store::{ReplicaAck, Store};
+use self::supervisor::{Role, Supervisor};
 use super::{Appended, BackendError, HistoryRead, PresenceEntry};
 use eventcast_api::Priority;
 use eventcast_api::crd::topic::Guarantee;
@@ -132,8 +135,9 @@ pub struct RedisBackend {
     store: Arc<Store>,
     listener: Arc<Listener>,
     presence: Arc<Presence>,
-    /// Connection tasks of the fred clients, awaited on close.
-    connections: Mutex<Vec<ConnectHandle>>,
+    /// Owner of the fred clients' connection tasks (restarted when they end; awaited on
+    /// close).
+    supervisor: Arc<Supervisor>,
 }
 
 impl RedisBackend {
@@ -178,8 +182,12 @@ impl RedisBackend {
         let client: Client = builder.build().map_err(RedisError::Config)?;
         let durable = builder.build_pool(DURABLE_CLIENTS).map_err(RedisError::Config)?;
         let subscriber = builder.build_subscriber_client().map_err(RedisError::Config)?;
-        let mut connections = vec![client.connect(), subscriber.connect()];
-        connections.extend(durable.connect_pool());
+        let supervisor = Arc::new(Supervisor::new(metrics.clone()));
+        supervisor.start(Role::Commands, &client);
+        supervisor.start(Role::Subscriber, &subscriber);
+        for c in durable.clients() {
+            supervisor.start(Role::Durable, c);
+        }
         let waited = tokio::time::timeout(CONNECT_WAIT, async {
             client.wait_for_connect().await?;
             durable.wait_for_connect().await?;
@@ -192,7 +200,12 @@ impl RedisBackend {
             Err(_) => tracing::warn!("redis not reachable yet; serving unready until it is"),
         }
 
-        let health = Arc::new(Health::new(client.clone(), metrics.clone()));
+        let health = Arc::new(Health::new(
+            client.clone(),
+            builder.clone(),
+            supervisor.clone(),
+            metrics.clone(),
+        ));
         let metrics_handle = metrics.clone();
         let store = Arc::new(Store {
             client,
@@ -217,13 +230,15 @@ impl RedisBackend {
             store,
             listener,
             presence,
-            connections: Mutex::new(connections),
+            supervisor,
         })
     }
 
-    /// Starts the listener and the health probe; they stop when `shutdown` is cancelled.
+    /// Starts the listener, the health probe and the connection supervisor; they stop
+    /// when `shutdown` is cancelled.
     pub fn spawn_tasks(&self, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) {
         tasks.spawn(self.listener.clone().run(shutdown.clone()));
+        tasks.spawn(self.supervisor.clone().run(shutdown.clone()));
         tasks.spawn(
             self.store
                 .health
@@ -355,13 +370,14 @@ impl RedisBackend {
 
     /// Closes the clients and waits (bounded) for their connection tasks.
     pub async fn close(&self) {
+        // First, so the tasks that `QUIT` ends are not restarted.
+        let handles: Vec<ConnectHandle> = self.supervisor.take_handles();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             let _ = self.listener.subscriber().quit().await;
             let _ = self.store.client.quit().await;
             let _ = self.store.durable.quit().await;
         })
         .await;
-        let handles: Vec<ConnectHandle> = std::mem::take(&mut *self.connections.lock());
         for h in handles {
             let abort = h.abort_handle();
             if tokio::time::timeout(Duration::from_secs(2), h).await.is_err() {
@@ -373,9 +389,10 @@ impl RedisBackend {
 
 impl Drop for RedisBackend {
     /// A sidecar dropped without `close` (a test, a failed start) must not leave fred's
-    /// connection tasks reconnecting forever.
+    /// connection tasks reconnecting forever, even while a part of the backend (its
+    /// rate-limit buckets, say) is still referenced.
     fn drop(&mut self) {
-        for h in self.connections.lock().drain(..) {
+        for h in self.supervisor.take_handles() {
             h.abort();
         }
     }
