@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 
 /// One event every 5 ms: 200 events/s.
 const EVERY: Duration = Duration::from_millis(5);
-/// Round trips of the slot in the migration test (one move in a few wedges the
-/// publishing sidecar's client, see the test's `ignore`).
+/// Round trips of the slot in the migration test (before the backend's connection
+/// supervisor, about one move in ten wedged the publishing sidecar's command client).
 const MOVES: usize = 10;
 
 /// A key of the topic (all its keys share the `{topic}` hash tag, so one slot).
@@ -486,12 +486,109 @@ async fn reshard(via: std::net::SocketAddr, from: &str, to: &str, slots: u32) ->
     started.elapsed()
 }
 
+/// A slot left half-migrated (`MIGRATING` on its owner, `IMPORTING` on another master):
+/// the owner answers `-ASK` for keys it does not have. fred 10.1 ends the command
+/// client's connection task after such redirects (see the backend's `supervisor`); the
+/// sidecar restarts it at once, so publishes to other topics keep working and the
+/// topic itself works again once the slot is stable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: after `redis-cli --cluster reshard` moves the topic's slot while the sidecar publishes to it, \
-            that sidecar's Redis command client can wedge (intermittent, about one move in ten): every command \
-            times out (`redis append: Timeout Error`), for every topic, /readyz stays 503, for 20 s and more, \
-            while other sidecars and a new one publish fine (sidecar/src/backend/redis: Store::append_on via \
-            LuaScript::run on the shared fred Client)"]
+async fn an_ask_redirect_does_not_wedge_the_command_client() {
+    let Some(cluster) = RedisCluster::from_env() else {
+        return;
+    };
+    let _guard = RedisCluster::exclusive().await;
+    cluster.wait_healthy(Duration::from_secs(30)).await;
+    let topic = unique_topic("asked");
+    let other = unique_topic("other");
+    let slot = cluster.slot_for(&log_key(&topic)).await;
+    assert_ne!(slot, cluster.slot_for(&log_key(&other)).await, "two slots");
+    let owner = cluster.master_for(&log_key(&topic)).await;
+    let view = cluster.cluster_nodes(owner).await.expect("CLUSTER NODES");
+    let src = view
+        .iter()
+        .find(|n| n.addr == owner)
+        .expect("the owner in its own view")
+        .clone();
+    let dst = view
+        .iter()
+        .find(|n| n.is_master() && !n.slots.is_empty() && n.id != src.id)
+        .expect("another master")
+        .clone();
+    let yaml = topic_manifest(&topic, "") + "---\n" + &topic_manifest(&other, "");
+    let files = [("t.yaml", yaml.as_str())];
+    let a = TestSidecar::start_redis(&files, &cluster.nodes_arg()).await;
+    let event = json!({"id": "ev-1", "type": "probe", "data": {}});
+    a.publish_ok(&other, &event).await;
+
+    let slot_arg = slot.to_string();
+    let set = |node: std::net::SocketAddr, state: &'static str, id: String| {
+        let slot_arg = slot_arg.clone();
+        let cluster = &cluster;
+        async move {
+            cluster
+                .cli_at(node, &["cluster", "setslot", &slot_arg, state, &id])
+                .await
+                .unwrap_or_else(|e| panic!("CLUSTER SETSLOT {slot_arg} {state} on {node}: {e}"))
+        }
+    };
+    set(dst.addr, "importing", src.id.clone()).await;
+    set(src.addr, "migrating", dst.id.clone()).await;
+    let asked = a.publish(&topic, &event).await;
+    // The redirected append fails (503) or, with a fixed fred, lands on the target.
+    assert!(
+        matches!(asked.status, 202 | 503),
+        "publish during the migration: {} {}",
+        asked.status,
+        asked.text
+    );
+    let since = Instant::now();
+    let other_ok = eventually(Duration::from_secs(5), || async {
+        a.publish(&other, &json!({"type": "probe", "data": {}})).await.status == 202
+    })
+    .await;
+    let took = since.elapsed();
+    // Back to stable before asserting, so a failure leaves the cluster usable.
+    for node in [src.addr, dst.addr] {
+        cluster
+            .cli_at(node, &["cluster", "setslot", &slot_arg, "stable"])
+            .await
+            .unwrap_or_else(|e| panic!("CLUSTER SETSLOT {slot_arg} STABLE on {node}: {e}"));
+    }
+    let restarts = metric(
+        &a.metrics().await,
+        "eventcast_redis_client_restarts_total",
+        &[("client", "commands")],
+    );
+    eprintln!(
+        "ask redirect: publish to the migrating slot answered {}; another topic accepted again: {other_ok} \
+         (after {took:?}); {restarts} restarts of the command client",
+        asked.status
+    );
+    assert!(
+        other_ok,
+        "publishes to another slot work again within 5 s of the ASK redirects"
+    );
+    // fred 10.1 ends the task after the redirects; a fred that follows ASK correctly
+    // would make this 0 (then this assertion is what to revisit).
+    assert!(
+        restarts >= 1.0,
+        "the command client's connection task was restarted: {restarts}"
+    );
+    assert_eq!(a.readyz().await, 200, "ready again");
+    a.publish_ok(&topic, &json!({"id": "ev-2", "type": "probe", "data": {}}))
+        .await;
+    a.shutdown().await;
+    cluster
+        .cli(&[
+            "del",
+            &format!("ec:default:{{{topic}}}:meta"),
+            &format!("ec:default:{{{topic}}}:log"),
+        ])
+        .await
+        .expect("delete the topic's keys");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_migrating_under_traffic_keeps_delivery_in_order() {
     let Some(cluster) = RedisCluster::from_env() else {
         return;
