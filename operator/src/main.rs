@@ -5,6 +5,11 @@ use clap::Parser;
 use eventcast_operator::settings::{LogFormat, Settings};
 use tracing_subscriber::EnvFilter;
 
+// jemalloc keeps RSS close to the live heap under the operator's allocation pattern
+// (see the dependency's comment in Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();

@@ -1,7 +1,8 @@
 //! Watch-backed caches of Topics, Subscriptions, BroadcastPolicies and Secrets. Every
 //! change marks its namespace dirty; the reconciler compiles dirty namespaces.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -50,8 +51,41 @@ where
     }
 }
 
-/// Runs one reflector until shutdown: events mark namespaces dirty; the first complete
-/// list marks the cache synced. Watch errors back off (kube-runtime's default backoff).
+/// Annotation `kubectl apply` keeps a full copy of the object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the operator never reads before an object enters a cache: managed fields
+/// and kubectl's last-applied copy are often larger than the object itself, and with
+/// 10,000 Topics they would be most of the operator's memory.
+fn slim<K: Resource>(o: &mut K) {
+    let meta = o.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+        if a.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// What of an object goes into the compiled config besides its spec (whose changes bump
+/// `generation`). An event that leaves this unchanged (a status write, most often our
+/// own) needs a status pass, not a recompile of the whole namespace.
+fn config_fingerprint<K: Resource>(o: &K) -> u64 {
+    let meta = o.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta.uid.hash(&mut h);
+    meta.generation.hash(&mut h);
+    meta.labels.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    meta.deletion_timestamp.is_some().hash(&mut h);
+    meta.resource_version
+        .as_ref()
+        .filter(|_| meta.generation.is_none())
+        .hash(&mut h);
+    h.finish()
+}
+
 /// What every reflector task shares.
 #[derive(Clone)]
 struct Shared {
@@ -77,11 +111,16 @@ fn spawn_reflector<K>(
         metrics,
         shutdown,
     } = shared;
+    // Runs one reflector until shutdown: events mark namespaces dirty; the first complete
+    // list marks the cache synced. Watch errors back off (kube-runtime's default backoff).
     tasks.spawn(async move {
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(slim::<K>)
             .reflect(writer);
         let mut stream = std::pin::pin!(stream);
+        // Per object (namespace, name): its config fingerprint when last seen.
+        let mut seen: HashMap<(String, String), u64> = HashMap::new();
         loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -89,15 +128,27 @@ fn spawn_reflector<K>(
             };
             let Some(event) = next else { return };
             match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o)) => {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
                     if let Some(ns) = o.namespace() {
+                        let fingerprint = config_fingerprint(&o);
+                        let changed = seen.insert((ns.clone(), o.name_any()), fingerprint) != Some(fingerprint);
                         // Secrets only matter where Eventcast resources live.
+                        if slot != 3 || dirty.is_known(&ns) {
+                            dirty.mark(&ns, changed);
+                        }
+                    }
+                }
+                Ok(watcher::Event::Delete(o)) => {
+                    if let Some(ns) = o.namespace() {
+                        seen.remove(&(ns.clone(), o.name_any()));
                         if slot != 3 || dirty.is_known(&ns) {
                             dirty.mark(&ns, true);
                         }
                     }
                 }
-                Ok(watcher::Event::Init) => {}
+                // A relist follows: what is still there comes again as InitApply, and
+                // InitDone recompiles everything.
+                Ok(watcher::Event::Init) => seen.clear(),
                 Ok(watcher::Event::InitDone) => {
                     synced[slot].store(true, Ordering::Release);
                     metrics.resources.with_label_values(&[&kind]).set(store.len() as i64);

@@ -18,7 +18,6 @@ use eventcast_api::crd::status::condition_type::{ACCEPTED, AUTOSCALING};
 use eventcast_api::crd::{BroadcastPolicyStatus, ResourceStatus};
 use kube::Resource;
 use parking_lot::Mutex;
-use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -92,10 +91,6 @@ fn resource_status(c: CommonStatus) -> ResourceStatus {
     }
 }
 
-fn to_value<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
 /// Finalizer jobs in flight and their failure counts.
 #[derive(Debug, Default)]
 struct Jobs {
@@ -155,6 +150,8 @@ impl Reconciler {
                 let entry = namespaces.entry(ns.clone()).or_default();
                 if recompile || entry.compiled.is_none() || self.registry.current(&ns).is_none() {
                     self.publish(&ns, entry, &snapshot);
+                } else {
+                    entry.state.refresh(&ns, &snapshot);
                 }
                 if leading {
                     self.statuses(&ns, entry, &snapshot, &mut last_events);
@@ -247,24 +244,24 @@ impl Reconciler {
                 self.accepted_event(obj, &key, &existing, &desired, last_events);
                 desired
             };
-            // Typed comparison first: most resources are unchanged on most reconciles,
-            // and building JSON for all of them is what large namespaces pay for.
-            let (current, desired) = match obj {
+            // Typed comparison: most resources are unchanged on most reconciles, and
+            // building JSON for all of them is what large namespaces would pay for.
+            match obj {
                 Object::Topic(t) => {
                     let desired = resource_status(desired);
                     if t.status.as_ref() == Some(&desired) {
                         self.writer.discard(&key);
-                        continue;
+                    } else {
+                        self.writer.submit(&key, &desired);
                     }
-                    (to_value(&t.status.clone().unwrap_or_default()), to_value(&desired))
                 }
                 Object::Subscription(s) => {
                     let desired = resource_status(desired);
                     if s.status.as_ref() == Some(&desired) {
                         self.writer.discard(&key);
-                        continue;
+                    } else {
+                        self.writer.submit(&key, &desired);
                     }
-                    (to_value(&s.status.clone().unwrap_or_default()), to_value(&desired))
                 }
                 Object::BroadcastPolicy(p) => {
                     let old = p.status.clone().unwrap_or_default();
@@ -304,12 +301,11 @@ impl Reconciler {
                     };
                     if p.status.as_ref() == Some(&status) {
                         self.writer.discard(&key);
-                        continue;
+                    } else {
+                        self.writer.submit(&key, &status);
                     }
-                    (to_value(&old), to_value(&status))
                 }
-            };
-            self.writer.submit(&key, &current, desired);
+            }
         }
         let present: HashSet<ResourceKey> = snapshot.objects.iter().map(|o| o.key(ns)).collect();
         last_events.retain(|k, _| k.namespace != ns || present.contains(k));

@@ -68,6 +68,29 @@ impl Object {
     pub fn is_deleting(&self) -> bool {
         self.meta().deletion_timestamp.is_some()
     }
+
+    /// Both are the same object at the same generation with the same labels and
+    /// annotations: everything the compiler reads is equal.
+    fn same_source(&self, other: &Object) -> bool {
+        let (a, b) = (self.meta(), other.meta());
+        self.kind() == other.kind()
+            && a.uid == b.uid
+            && a.generation.is_some()
+            && a.generation == b.generation
+            && a.labels == b.labels
+            && a.annotations == b.annotations
+            && a.deletion_timestamp.is_none()
+            && b.deletion_timestamp.is_none()
+    }
+
+    fn same_allocation(&self, other: &Object) -> bool {
+        match (self, other) {
+            (Object::Topic(a), Object::Topic(b)) => Arc::ptr_eq(a, b),
+            (Object::Subscription(a), Object::Subscription(b)) => Arc::ptr_eq(a, b),
+            (Object::BroadcastPolicy(a), Object::BroadcastPolicy(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 /// The objects of one namespace, as the caches hold them now.
@@ -190,6 +213,28 @@ impl NamespaceState {
             }
         }
         Compiled { output, errors }
+    }
+
+    /// Replaces remembered last-good copies by the cache's current ones where they differ
+    /// only in what the config does not use (status, resourceVersion). Without this a
+    /// status pass that did not recompile would leave every old copy alive beside the
+    /// cache's new one: twice the memory per object.
+    pub fn refresh(&mut self, namespace: &str, snapshot: &Snapshot) {
+        if self.last_good.is_empty() {
+            return;
+        }
+        for o in &snapshot.objects {
+            if o.is_deleting() {
+                continue;
+            }
+            let key = o.key(namespace);
+            if let Some(good) = self.last_good.get_mut(&key)
+                && !good.same_allocation(o)
+                && good.same_source(o)
+            {
+                *good = o.clone();
+            }
+        }
     }
 
     /// Records that the config holding `output`'s sources was published as `seq`.
@@ -329,6 +374,23 @@ mod tests {
             state.programmed(&key).map(|p| (p.generation, p.since)),
             Some((Some(2), 6))
         );
+    }
+
+    #[test]
+    fn refresh_swaps_only_copies_with_the_same_source() {
+        let mut state = NamespaceState::default();
+        let key = ResourceKey::new(Kind::Topic, "demo", "t");
+        let first = topic("t", 1, "{}");
+        state.compile("demo", &snapshot(vec![first.clone()]));
+        // A status write: same generation, new allocation.
+        let status_only = topic("t", 1, "{}");
+        state.refresh("demo", &snapshot(vec![status_only.clone()]));
+        assert!(state.last_good(&key).is_some_and(|g| g.same_allocation(&status_only)));
+        // A new generation is not a refresh: the last good copy stays until it compiles.
+        let edited = topic("t", 2, "{presence: true}");
+        state.refresh("demo", &snapshot(vec![edited.clone()]));
+        assert!(state.last_good(&key).is_some_and(|g| g.same_allocation(&status_only)));
+        assert_eq!(state.last_good(&key).and_then(Object::generation), Some(1));
     }
 
     #[test]

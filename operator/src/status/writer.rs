@@ -4,15 +4,18 @@
 //! backoff on errors so a failing API server is never hammered. Only the leader writes.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventcast_api::crd::{API_VERSION, BroadcastPolicy, Subscription, Topic};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use kube::api::{Api, Patch, PatchParams};
+use kube::Resource;
+use kube::api::{Patch, PatchParams};
 use parking_lot::Mutex;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -27,17 +30,37 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// cache still shows the old status, and the same desired status is not written again.
 const ECHO_WINDOW: Duration = Duration::from_secs(10);
 
+/// A status waiting to be written, as the JSON it will be sent as: with thousands of
+/// resources a `serde_json::Value` per status costs several KiB each, compact text a
+/// fraction of that.
 #[derive(Debug)]
 struct Pending {
-    status: Value,
+    status: Box<RawValue>,
     not_before: Instant,
 }
 
+/// What is remembered per resource after a write. Only a hash of the written status is
+/// kept (to recognise its echo through the watch), not the status itself.
 #[derive(Debug, Default)]
 struct KeyState {
     last_write: Option<Instant>,
-    last_written: Option<(Value, Instant)>,
+    last_written: Option<(u64, Instant)>,
     failures: u32,
+}
+
+fn fingerprint(status: &RawValue) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    status.get().hash(&mut h);
+    h.finish()
+}
+
+/// The body of a status server-side apply.
+#[derive(Serialize)]
+struct StatusPatch<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    kind: &'a str,
+    status: &'a RawValue,
 }
 
 /// Queue of status writes.
@@ -91,18 +114,24 @@ impl StatusWriter {
         }
     }
 
-    /// Asks for `desired` to be the status of `key`, whose object currently shows `current`.
-    /// Does nothing when they are equal or when `desired` was just written.
-    pub fn submit(&self, key: &ResourceKey, current: &Value, desired: Value) {
-        if *current == desired {
-            self.pending.lock().remove(key);
-            return;
-        }
+    /// Asks for `desired` to be the status of `key`; the caller has found it differs from
+    /// what the object shows. Does nothing when `desired` was just written (the cache
+    /// may not show the write yet).
+    pub fn submit<S: Serialize>(&self, key: &ResourceKey, desired: &S) {
+        let desired = match serde_json::value::to_raw_value(desired) {
+            Ok(raw) => raw,
+            Err(e) => {
+                // Statuses are plain data; this is a bug, not a runtime condition.
+                tracing::error!(resource = %key, error = %e, "status does not serialize");
+                return;
+            }
+        };
+        let hash = fingerprint(&desired);
         let not_before = {
             let keys = self.keys.lock();
             let state = keys.get(key);
             if let Some((written, at)) = state.and_then(|s| s.last_written.as_ref())
-                && *written == desired
+                && *written == hash
                 && at.elapsed() < ECHO_WINDOW
             {
                 self.pending.lock().remove(key);
@@ -191,7 +220,7 @@ impl StatusWriter {
         }
     }
 
-    fn finished(&self, key: ResourceKey, status: Value, result: Result<(), kube::Error>) {
+    fn finished(&self, key: ResourceKey, status: Box<RawValue>, result: Result<(), kube::Error>) {
         let kind = key.kind.as_str();
         let mut keys = self.keys.lock();
         let state = keys.entry(key.clone()).or_default();
@@ -200,7 +229,7 @@ impl StatusWriter {
                 self.metrics.status_writes.with_label_values(&[kind]).inc();
                 state.failures = 0;
                 state.last_write = Some(Instant::now());
-                state.last_written = Some((status, Instant::now()));
+                state.last_written = Some((fingerprint(&status), Instant::now()));
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 // Deleted meanwhile: nothing to write.
@@ -223,27 +252,25 @@ impl StatusWriter {
         }
     }
 
-    async fn write(&self, key: &ResourceKey, status: &Value) -> Result<(), kube::Error> {
-        let body = json!({"apiVersion": API_VERSION, "kind": key.kind.as_str(), "status": status});
+    async fn write(&self, key: &ResourceKey, status: &RawValue) -> Result<(), kube::Error> {
+        let body = StatusPatch {
+            api_version: API_VERSION,
+            kind: key.kind.as_str(),
+            status,
+        };
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(body);
-        match key.kind {
-            Kind::Topic => {
-                Api::<Topic>::namespaced(self.client.clone(), &key.namespace)
-                    .patch_status(&key.name, &params, &patch)
-                    .await?;
-            }
-            Kind::Subscription => {
-                Api::<Subscription>::namespaced(self.client.clone(), &key.namespace)
-                    .patch_status(&key.name, &params, &patch)
-                    .await?;
-            }
-            Kind::BroadcastPolicy => {
-                Api::<BroadcastPolicy>::namespaced(self.client.clone(), &key.namespace)
-                    .patch_status(&key.name, &params, &patch)
-                    .await?;
-            }
-        }
+        let collection = match key.kind {
+            Kind::Topic => Topic::url_path(&(), Some(&key.namespace)),
+            Kind::Subscription => Subscription::url_path(&(), Some(&key.namespace)),
+            Kind::BroadcastPolicy => BroadcastPolicy::url_path(&(), Some(&key.namespace)),
+        };
+        // The answer (the whole object) is not parsed: the watch brings it anyway, and
+        // decoding thousands of them only churns the allocator.
+        let request = kube::core::Request::new(collection)
+            .patch_subresource("status", &key.name, &params, &patch)
+            .map_err(kube::Error::BuildRequest)?;
+        self.client.request_text(request).await?;
         tracing::debug!(resource = %key, "status written");
         Ok(())
     }
