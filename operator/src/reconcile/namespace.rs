@@ -381,14 +381,14 @@ mod tests {
         let mut state = NamespaceState::default();
         let key = ResourceKey::new(Kind::Topic, "demo", "t");
         let first = topic("t", 1, "{}");
-        state.compile("demo", &snapshot(vec![first.clone()]));
+        state.compile("demo", &snapshot(vec![first]));
         // A status write: same generation, new allocation.
         let status_only = topic("t", 1, "{}");
         state.refresh("demo", &snapshot(vec![status_only.clone()]));
         assert!(state.last_good(&key).is_some_and(|g| g.same_allocation(&status_only)));
         // A new generation is not a refresh: the last good copy stays until it compiles.
         let edited = topic("t", 2, "{presence: true}");
-        state.refresh("demo", &snapshot(vec![edited.clone()]));
+        state.refresh("demo", &snapshot(vec![edited]));
         assert!(state.last_good(&key).is_some_and(|g| g.same_allocation(&status_only)));
         assert_eq!(state.last_good(&key).and_then(Object::generation), Some(1));
     }
