@@ -82,6 +82,16 @@ fn message(name: &str) -> Option<Fields> {
             (6, "controller", BoolP),
             (7, "blockOwnerDeletion", BoolP),
         ],
+        // client-go (Helm 4 among others) sends the options of a delete as protobuf too.
+        "DeleteOptions" => &[
+            (1, "gracePeriodSeconds", IntP),
+            (2, "preconditions", Msg("Preconditions")),
+            (3, "orphanDependents", BoolP),
+            (4, "propagationPolicy", Str),
+            (5, "dryRun", RepStr),
+            (6, "ignoreStoreReadErrorWithClusterBreakingPotential", BoolP),
+        ],
+        "Preconditions" => &[(1, "uid", Str), (2, "resourceVersion", Str)],
         "ConfigMap" => &[
             (1, "metadata", Msg("ObjectMeta")),
             (2, "data", MapStr),
@@ -470,6 +480,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         }
     }
     let name: &'static str = [
+        "DeleteOptions",
         "ConfigMap",
         "Secret",
         "Namespace",
@@ -528,6 +539,29 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1"}})
         );
         assert_eq!(decode(b"{}"), Err(ProtobufError::Magic));
+    }
+
+    #[test]
+    fn decodes_delete_options_with_preconditions_and_dry_run() {
+        let mut pre = Vec::new();
+        field(&mut pre, 1, b"u-1");
+        let mut opts = Vec::new();
+        field(&mut opts, 2, &pre);
+        field(&mut opts, 4, b"Background");
+        field(&mut opts, 5, b"All");
+        let mut type_meta = Vec::new();
+        field(&mut type_meta, 1, b"v1");
+        field(&mut type_meta, 2, b"DeleteOptions");
+        let mut unknown = Vec::new();
+        field(&mut unknown, 1, &type_meta);
+        field(&mut unknown, 2, &opts);
+        let mut body = b"k8s\0".to_vec();
+        body.extend_from_slice(&unknown);
+        assert_eq!(
+            decode(&body).expect("decodes"),
+            json!({"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": "u-1"},
+                   "propagationPolicy": "Background", "dryRun": ["All"]})
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! going `Terminating`, and `dryRun=All`. Owner references are followed afterwards by
 //! the in-process garbage collector (background propagation).
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
@@ -25,7 +25,7 @@ struct DeleteOptions {
 }
 
 impl DeleteOptions {
-    fn parse(body: &[u8], params: &Params) -> Result<Self, ApiError> {
+    fn parse(headers: &HeaderMap, body: &[u8], params: &Params) -> Result<Self, ApiError> {
         let mut opts = Self {
             dry_run: params.dry_run,
             ..Self::default()
@@ -33,8 +33,11 @@ impl DeleteOptions {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(opts);
         }
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
+        // JSON, YAML or protobuf (client-go's typed clients send protobuf).
+        let v: Value = crate::request::decode_body(headers, body).map_err(|mut e| {
+            e.message = format!("error decoding DeleteOptions: {}", e.message);
+            e
+        })?;
         opts.uid = v
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)
@@ -121,19 +124,31 @@ fn delete_one(
 }
 
 /// `DELETE` of one object.
-pub fn delete(app: &App, target: &Target, params: &Params, body: &[u8]) -> Result<Response, ApiError> {
+pub fn delete(
+    app: &App,
+    target: &Target,
+    params: &Params,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let info = &target.info;
     let name = target.name()?;
-    let opts = DeleteOptions::parse(body, params)?;
+    let opts = DeleteOptions::parse(headers, body, params)?;
     let key = storage_key(info, target.namespace.as_deref(), name);
     let obj = app.store.write(|s| delete_one(s, info, &key, &opts))?;
     Ok(respond(StatusCode::OK, &present(info, &obj)))
 }
 
 /// `DELETE` of a collection (with the list selectors).
-pub fn collection(app: &App, target: &Target, params: &Params, body: &[u8]) -> Result<Response, ApiError> {
+pub fn collection(
+    app: &App,
+    target: &Target,
+    params: &Params,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let info = &target.info;
-    let opts = DeleteOptions::parse(body, params)?;
+    let opts = DeleteOptions::parse(headers, body, params)?;
     let list_params = Params {
         limit: None,
         continue_token: None,

@@ -65,8 +65,8 @@ pub async fn dispatch(
         (Method::PUT, true, _) => write::update(&app, &target, &params, &headers, &body),
         (Method::PATCH, true, Some("scale")) => scale::patch(&app, &target, &params, &headers, &body),
         (Method::PATCH, true, _) => write::patch(&app, &target, &params, &headers, &body),
-        (Method::DELETE, true, None) => delete::delete(&app, &target, &params, &body),
-        (Method::DELETE, false, None) => delete::collection(&app, &target, &params, &body),
+        (Method::DELETE, true, None) => delete::delete(&app, &target, &params, &headers, &body),
+        (Method::DELETE, false, None) => delete::collection(&app, &target, &params, &headers, &body),
         _ => Err(ApiError::method_not_allowed()),
     };
     tracing::debug!(%method, resource = %target.info.resource, name = ?target.name, ok = result.is_ok(), "request");
