@@ -1,6 +1,6 @@
-//! Process accounting from /proc: this process's CPU time (utime + stime from
-//! `/proc/self/stat`) and any process's resident memory (`VmRSS` from
-//! `/proc/PID/status`).
+//! Process accounting from /proc: CPU time of this process or of other
+//! processes (utime + stime of all their threads, from `/proc/PID/stat`) and any
+//! process's resident memory (`VmRSS` from `/proc/PID/status`).
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,15 @@ pub fn vm_rss_kib(pid: Option<u32>) -> Result<u64> {
     parse_vm_rss_kib(&s).with_context(|| format!("{path}: no VmRSS"))
 }
 
-/// A point in time and this process's CPU ticks then.
+/// CPU ticks of `pid` (this process if `None`).
+fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
+    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |p| format!("/proc/{p}/stat"));
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| parse_stat_cpu_ticks(&s))
+}
+
+/// A point in time and the CPU ticks of one or more processes then.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuMark {
     at: Instant,
@@ -43,9 +51,20 @@ pub struct CpuMark {
 impl CpuMark {
     /// Reads this process's CPU time now (None if /proc is unreadable).
     pub fn now() -> Self {
-        let ticks = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| parse_stat_cpu_ticks(&s));
+        Self {
+            at: Instant::now(),
+            ticks: cpu_ticks(None),
+        }
+    }
+
+    /// Reads the summed CPU time of `pids` now (None if there are none or one
+    /// is unreadable, e.g. it exited).
+    pub fn of(pids: &[u32]) -> Self {
+        let ticks = if pids.is_empty() {
+            None
+        } else {
+            pids.iter().try_fold(0u64, |sum, p| Some(sum + cpu_ticks(Some(*p))?))
+        };
         Self {
             at: Instant::now(),
             ticks,
@@ -84,6 +103,8 @@ mod tests {
         assert!(vm_rss_kib(Some(std::process::id()))? > 0);
         let a = CpuMark::now();
         assert!(a.ticks.is_some());
+        assert!(CpuMark::of(&[std::process::id()]).ticks.is_some());
+        assert!(CpuMark::of(&[]).ticks.is_none());
         Ok(())
     }
 }

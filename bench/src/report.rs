@@ -44,6 +44,8 @@ pub struct PhaseReport {
     pub latency: LatencySummary,
     /// The load generator's CPU use, % of one core.
     pub cpu_percent: Option<f64>,
+    /// The CPU use of the `--server-pid` processes (summed), % of one core.
+    pub server_cpu_percent: Option<f64>,
 }
 
 /// `fanout` without `--step`.
@@ -53,6 +55,8 @@ pub struct FanoutReport {
     /// The system under test (`--system`).
     pub system: System,
     pub topic: String,
+    /// Number of topics (`--topics`).
+    pub topics: usize,
     pub batch: u32,
     pub payload_bytes: usize,
     pub connect: ConnectReport,
@@ -67,6 +71,8 @@ pub struct StepReport {
     /// The system under test (`--system`).
     pub system: System,
     pub topic: String,
+    /// Number of topics (`--topics`).
+    pub topics: usize,
     pub batch: u32,
     pub payload_bytes: usize,
     pub max_p99_ms: f64,
@@ -138,13 +144,16 @@ pub fn phase_text(p: &PhaseReport) -> String {
         l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms, l.samples
     ));
     s.push_str(&format!("bench CPU   {} of one core", opt_pct(p.cpu_percent)));
+    if p.server_cpu_percent.is_some() {
+        s.push_str(&format!("; server CPU {}", opt_pct(p.server_cpu_percent)));
+    }
     s
 }
 
 /// One line per `--step` step.
 pub fn step_line(p: &PhaseReport, verdict: &str) -> String {
     format!(
-        "rate {:>8} ev/s  {:>10.0} deliveries/s  lost {:>7}  p50 {:>7.2}  p99 {:>7.2}  max {:>8.2} ms  cpu {:>6}  {}",
+        "rate {:>8} ev/s  {:>10.0} deliveries/s  lost {:>7}  p50 {:>7.2}  p99 {:>7.2}  max {:>8.2} ms  cpu {:>6}{}  {}",
         p.target_rate,
         p.deliveries_per_sec,
         p.lost,
@@ -152,6 +161,8 @@ pub fn step_line(p: &PhaseReport, verdict: &str) -> String {
         p.latency.p99_ms,
         p.latency.max_ms,
         opt_pct(p.cpu_percent),
+        p.server_cpu_percent
+            .map_or_else(String::new, |c| format!("  server {:>6}", format!("{c:.1}%"))),
         verdict
     )
 }
