@@ -56,6 +56,7 @@ impl Rig {
         let publisher = self.publisher.clone();
         let cpu_start = CpuMark::now();
         let server_start = CpuMark::of(&self.server_pids);
+        let machine_start = CpuMark::machine();
         let start = Instant::now();
         let publishing = tokio::spawn(async move { publisher.run(&plan).await });
 
@@ -65,6 +66,7 @@ impl Rig {
         let (e_at, e_events) = (Instant::now(), self.rec.counts().events);
         let cpu_end = CpuMark::now();
         let server_end = CpuMark::of(&self.server_pids);
+        let machine_end = CpuMark::machine();
         let stats = publishing.await??;
 
         let expected = stats.expected_deliveries(&self.subscribers_per_topic);
@@ -91,6 +93,7 @@ impl Rig {
             latency,
             cpu_percent: cpu_start.percent_since(&cpu_end),
             server_cpu_percent: server_start.percent_since(&server_end),
+            machine_cpu_percent: machine_start.percent_since(&machine_end),
         })
     }
 

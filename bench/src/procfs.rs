@@ -1,6 +1,8 @@
 //! Process accounting from /proc: CPU time of this process or of other
-//! processes (utime + stime of all their threads, from `/proc/PID/stat`) and any
-//! process's resident memory (`VmRSS` from `/proc/PID/status`).
+//! processes (utime + stime of all their threads, from `/proc/PID/stat`), the
+//! whole machine's busy CPU time (first line of `/proc/stat`, to see what other
+//! processes took on a shared machine) and any process's resident memory
+//! (`VmRSS` from `/proc/PID/status`).
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,19 @@ pub fn vm_rss_kib(pid: Option<u32>) -> Result<u64> {
     let path = pid.map_or_else(|| "/proc/self/status".to_owned(), |p| format!("/proc/{p}/status"));
     let s = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     parse_vm_rss_kib(&s).with_context(|| format!("{path}: no VmRSS"))
+}
+
+/// Busy ticks of all CPUs (user + nice + system + irq + softirq + steal) from the
+/// contents of `/proc/stat`.
+pub fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    Some(v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7)?)
 }
 
 /// CPU ticks of `pid` (this process if `None`).
@@ -71,6 +86,17 @@ impl CpuMark {
         }
     }
 
+    /// Reads the whole machine's busy CPU time now (None if /proc/stat is unreadable).
+    pub fn machine() -> Self {
+        let ticks = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| parse_machine_busy_ticks(&s));
+        Self {
+            at: Instant::now(),
+            ticks,
+        }
+    }
+
     /// CPU used since `self`, as a percentage of one core (may exceed 100).
     pub fn percent_since(&self, later: &Self) -> Option<f64> {
         let ticks = later.ticks?.checked_sub(self.ticks?)?;
@@ -88,6 +114,14 @@ mod tests {
         let stat = "1234 (my (odd) prog) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 999 1000 200";
         assert_eq!(parse_stat_cpu_ticks(stat), Some(325));
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn parses_machine_stat() {
+        let stat = "cpu  100 5 50 9000 7 3 2 1 0 0\ncpu0 50 2 25 4500 3 1 1 0 0 0\n";
+        assert_eq!(parse_machine_busy_ticks(stat), Some(161));
+        assert_eq!(parse_machine_busy_ticks("cpu0 1 2 3\n"), None);
+        assert!(CpuMark::machine().ticks.is_some());
     }
 
     #[test]

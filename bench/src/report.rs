@@ -46,6 +46,9 @@ pub struct PhaseReport {
     pub cpu_percent: Option<f64>,
     /// The CPU use of the `--server-pid` processes (summed), % of one core.
     pub server_cpu_percent: Option<f64>,
+    /// The whole machine's busy CPU (all processes, all cores), % of one core:
+    /// minus the generator and the server, what other processes took.
+    pub machine_cpu_percent: Option<f64>,
 }
 
 /// `fanout` without `--step`.
@@ -147,13 +150,14 @@ pub fn phase_text(p: &PhaseReport) -> String {
     if p.server_cpu_percent.is_some() {
         s.push_str(&format!("; server CPU {}", opt_pct(p.server_cpu_percent)));
     }
+    s.push_str(&format!("; whole machine {}", opt_pct(p.machine_cpu_percent)));
     s
 }
 
 /// One line per `--step` step.
 pub fn step_line(p: &PhaseReport, verdict: &str) -> String {
     format!(
-        "rate {:>8} ev/s  {:>10.0} deliveries/s  lost {:>7}  p50 {:>7.2}  p99 {:>7.2}  max {:>8.2} ms  cpu {:>6}{}  {}",
+        "rate {:>8} ev/s  {:>10.0} deliveries/s  lost {:>7}  p50 {:>7.2}  p99 {:>7.2}  max {:>8.2} ms  cpu {:>6}{}  machine {:>6}  {}",
         p.target_rate,
         p.deliveries_per_sec,
         p.lost,
@@ -163,6 +167,7 @@ pub fn step_line(p: &PhaseReport, verdict: &str) -> String {
         opt_pct(p.cpu_percent),
         p.server_cpu_percent
             .map_or_else(String::new, |c| format!("  server {:>6}", format!("{c:.1}%"))),
+        opt_pct(p.machine_cpu_percent),
         verdict
     )
 }
