@@ -21,7 +21,7 @@
 #
 # Environment overrides (defaults in brackets):
 #   SYSTEMS [eventcast socketio nchan]   SCENARIOS [fanout topics latency idle redis]
-#   FANOUT_SUBS [1000 5000 15000]        FANOUT_DELIVERIES [25000,...,800000] (deliveries/s steps)
+#   FANOUT_SUBS [1000 5000 15000]        FANOUT_DELIVERIES [25000,...,1600000] (deliveries/s steps)
 #   STEP_SECS [5]  MAX_P99_MS [50] (the "sustained" limit)  STEP_LIMIT_P99_MS [1000] (steps stop beyond it)
 #   TOPICS [5000]  TOPIC_SUBS [2]  TOPIC_RATES [2000,...] (events/s steps)
 #   LATENCY_SUBS [1000]  LATENCY_DELIVERIES [50000]  LATENCY_SECS [20]
@@ -32,7 +32,7 @@
 #   the CSV/charts/table from RAW)  SKIP_INSTALL=1  SKIP_BUILD=1
 # A quick smoke run:
 #   FANOUT_SUBS=200 FANOUT_DELIVERIES=2000,4000 STEP_SECS=2 TOPICS=50 TOPIC_RATES=200 \
-#   LATENCY_SECS=3 IDLE_CONNS=500 REDIS_SUBS=100 LATENCY_SUBS=100 \
+#   LATENCY_SECS=3 LATENCY_DELIVERIES=5000 IDLE_CONNS=500 REDIS_SUBS=100 LATENCY_SUBS=100 \
 #   OUT=target/peers-smoke RAW=target/peers-smoke/raw BENCHMARKS=target/peers-smoke/B.md bench/run-peers.sh
 set -euo pipefail
 
@@ -42,7 +42,7 @@ cd "$ROOT"
 SYSTEMS=${SYSTEMS:-eventcast socketio nchan}
 SCENARIOS=${SCENARIOS:-fanout topics latency idle redis}
 FANOUT_SUBS=${FANOUT_SUBS:-1000 5000 15000}
-FANOUT_DELIVERIES=${FANOUT_DELIVERIES:-25000,50000,100000,200000,300000,400000,600000,800000}
+FANOUT_DELIVERIES=${FANOUT_DELIVERIES:-25000,50000,100000,200000,300000,400000,600000,800000,1200000,1600000}
 STEP_SECS=${STEP_SECS:-5}
 MAX_P99_MS=${MAX_P99_MS:-50}
 STEP_LIMIT_P99_MS=${STEP_LIMIT_P99_MS:-1000}
@@ -153,11 +153,12 @@ require_free() {
     done
 }
 
-# Server logs are numbered in start order: RAW/logs/server-N-NAME.log.
+# Server logs are numbered in start order: LOGF=RAW/logs/server-N-NAME.log
+# (a variable, not a command substitution, so that the count is kept).
 STARTS=0
 server_log() {
     STARTS=$((STARTS + 1))
-    echo "$RAW/logs/server-$STARTS-$1.log"
+    LOGF=$RAW/logs/server-$STARTS-$1.log
 }
 
 wait_ready() { # wait_ready PID HOST:PORT PATH LOG
@@ -180,7 +181,8 @@ start_eventcast() {
     local name=$1 public=$2 local_api=$3 metrics=$4 manifests=$5
     shift 5
     local logf
-    logf=$(server_log "$name")
+    server_log "$name"
+    logf=$LOGF
     require_free "${public##*:}" "${local_api##*:}" "${metrics##*:}"
     taskset -c "$SERVER_CPUS" "$SIDECAR" --manifests "$manifests" --public "$public" --local "$local_api" \
         --metrics "$metrics" --log warn "$@" >"$logf" 2>&1 &
@@ -193,7 +195,8 @@ start_eventcast() {
 start_socketio() {
     local name=$1 port=$2 redis=${3:-}
     local logf
-    logf=$(server_log "$name")
+    server_log "$name"
+    logf=$LOGF
     require_free "$port"
     PORT=$port HOST=127.0.0.1 REDIS_URL=$redis taskset -c "$SERVER_CPUS" node "$SIO_SERVER" >"$logf" 2>&1 &
     STARTED_PID=$!
@@ -220,7 +223,8 @@ start_nchan() {
 
 start_peer_redis() { # -> STARTED_PID
     local logf
-    logf=$(server_log "redis-$PEER_REDIS_PORT")
+    server_log "redis-$PEER_REDIS_PORT"
+    logf=$LOGF
     require_free "$PEER_REDIS_PORT"
     taskset -c "$SERVER_CPUS" redis-server --port "$PEER_REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
         --daemonize no --dir "$RAW" >"$logf" 2>&1 &
