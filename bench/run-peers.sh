@@ -210,13 +210,16 @@ start_nchan() {
     require_free "$port"
     NCHAN_PORTS+=("$port")
     on_server_cpus "$NCHAN_RUN" start "$port" ${redis:+"$redis"} >&2
-    master=$(cat "$NCHAN_RUN_DIR-$port/nginx.pid")
-    for _ in $(seq 1 50); do
-        worker=$(pgrep -P "$master" | head -1 || true)
-        [[ -n "$worker" ]] && break
+    # nginx writes its pid file and forks the worker just after it listens.
+    for _ in $(seq 1 100); do
+        master=$(cat "$NCHAN_RUN_DIR-$port/nginx.pid" 2>/dev/null || true)
+        if [[ $master =~ ^[0-9]+$ ]]; then
+            worker=$(pgrep -P "$master" | head -1 || true)
+            [[ -n "$worker" ]] && break
+        fi
         sleep 0.1
     done
-    [[ -n "$worker" ]] || die "no nginx worker under master $master"
+    [[ -n "$worker" ]] || die "no nginx worker under master ${master:-?} (port $port)"
     http_ok "127.0.0.1:$port" /healthz || die "nchan on $port does not answer /healthz"
     STARTED_PID=$worker
 }

@@ -473,6 +473,7 @@ def chart_latency_vs_load(runs, out, max_p99):
         ax.set_xlabel("deliveries per second (measured, log scale)")
         ax.set_ylabel("publish-to-receive latency (ms, log scale)")
         ax.set_title(title + "\n(x: step with lost deliveries)", fontsize=10)
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:,.4g}k"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3, which="both")
