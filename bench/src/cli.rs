@@ -10,6 +10,7 @@ use crate::connections::ConnectPlan;
 use crate::endpoint::WsEndpoint;
 use crate::protocol::System;
 use crate::source_addr::SourceAddrs;
+use crate::topic_set::{PLACEHOLDER, TopicSet};
 
 /// Load generator for the Eventcast sidecar (and, with --system, the peers it is
 /// compared with: Socket.IO 4 and nchan).
@@ -25,8 +26,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// N subscribers on one topic, a publisher at a target rate: throughput,
-    /// loss and publish-to-receive latency (a fixed low rate is the latency test).
+    /// N subscribers on one topic (or spread over --topics), a publisher at a
+    /// target rate: throughput, loss and publish-to-receive latency (a fixed
+    /// moderate rate is the latency test).
     Fanout(FanoutArgs),
     /// N idle subscribed connections: the server's memory per connection.
     Idle(IdleArgs),
@@ -38,14 +40,20 @@ pub struct ClientArgs {
     /// The system under test: which protocol to speak.
     #[arg(long, value_enum, default_value_t = System::Eventcast)]
     pub system: System,
-    /// The server's WebSocket URL [default: eventcast ws://127.0.0.1:8080/v1/ws;
+    /// The server's WebSocket URL; `{topic}` in it is replaced by each client's
+    /// topic [default: eventcast ws://127.0.0.1:8080/v1/ws;
     /// socketio ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket;
-    /// nchan ws://127.0.0.1:8090/sub/TOPIC].
+    /// nchan ws://127.0.0.1:8090/sub/{topic}].
     #[arg(long)]
     pub ws: Option<String>,
-    /// Topic to subscribe to (and publish to).
+    /// Topic to subscribe to (and publish to); with --topics N the base of the
+    /// names `TOPIC-0` .. `TOPIC-{N-1}`.
     #[arg(long, default_value = "bench")]
     pub topic: String,
+    /// Number of topics: client i subscribes to `TOPIC-{i mod N}`, event k is
+    /// published to `TOPIC-{k mod N}` (1: the single topic `TOPIC`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub topics: u32,
     /// JWT sent as `?token=` (anonymous if absent).
     #[arg(long, env = "EVENTCAST_BENCH_TOKEN")]
     pub token: Option<String>,
@@ -68,20 +76,40 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
-    /// `--ws`, or the system's default for `--topic`.
+    /// `--ws`, or the system's default (possibly a `{topic}` template).
     pub fn ws_url(&self) -> String {
         self.ws
             .clone()
-            .unwrap_or_else(|| self.system.default_ws_url(&self.topic))
+            .unwrap_or_else(|| self.system.default_ws_url().to_owned())
+    }
+
+    /// The topics of the run.
+    pub fn topic_set(&self) -> TopicSet {
+        TopicSet::new(&self.topic, self.topics as usize)
+    }
+
+    /// Checks that every client can reach its own topic: a system that names the
+    /// channel in the URL needs the `{topic}` placeholder when there are many topics.
+    pub fn validate(&self) -> Result<()> {
+        if self.topics > 1 && self.system.topic_in_url() && !self.ws_url().contains(PLACEHOLDER) {
+            bail!(
+                "--topics {} with --system {}: the URL names the channel, so --ws needs {PLACEHOLDER} \
+                 (e.g. ws://127.0.0.1:8090/sub/{PLACEHOLDER})",
+                self.topics,
+                self.system
+            );
+        }
+        Ok(())
     }
 
     /// The connect plan for a resolved endpoint.
     pub fn connect_plan(&self, endpoint: WsEndpoint) -> Result<ConnectPlan> {
+        self.validate()?;
         Ok(ConnectPlan {
             system: self.system,
             endpoint,
             sources: self.source_addrs.clone(),
-            topic: self.topic.clone(),
+            topics: self.topic_set(),
             concurrency: self.connect_concurrency.max(1),
             retries: self.connect_retries,
             attempt_timeout: secs("--connect-timeout", self.connect_timeout)?,
@@ -128,6 +156,10 @@ pub struct FanoutArgs {
     /// Rates for --step, e.g. `10,20,40,80` (default: --rate doubled 10 times).
     #[arg(long, value_delimiter = ',')]
     pub rates: Vec<f64>,
+    /// Server processes whose CPU use (summed, % of one core) is reported beside
+    /// the load generator's, e.g. `--server-pid 1234,1240`.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
     /// --step stops after a step whose p99 latency exceeds this.
     #[arg(long, default_value_t = 50.0)]
     pub max_p99_ms: f64,
@@ -226,8 +258,38 @@ mod tests {
         let Command::Idle(i) = cli.command else {
             bail!("not idle")
         };
-        assert_eq!(i.client.ws_url(), System::Socketio.default_ws_url("bench"));
+        assert_eq!(i.client.ws_url(), System::Socketio.default_ws_url());
         assert!(Cli::try_parse_from(["eventcast-bench", "idle", "--system", "kafka"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn many_topics_need_a_url_template_for_nchan() -> Result<()> {
+        let parse = |args: &[&str]| -> Result<FanoutArgs> {
+            let cli = Cli::try_parse_from([&["eventcast-bench", "fanout"], args].concat())?;
+            let Command::Fanout(f) = cli.command else {
+                bail!("not fanout")
+            };
+            Ok(f)
+        };
+        let f = parse(&["--system", "nchan", "--topics", "5000", "--server-pid", "1,2"])?;
+        assert_eq!(f.client.ws_url(), "ws://127.0.0.1:8090/sub/{topic}");
+        assert_eq!(f.publish_url(), "http://127.0.0.1:8090");
+        assert_eq!(f.client.topic_set().name(4999), "bench-4999");
+        assert_eq!(f.server_pids, vec![1, 2]);
+        f.client.validate()?;
+        let f = parse(&[
+            "--system",
+            "nchan",
+            "--topics",
+            "2",
+            "--ws",
+            "ws://127.0.0.1:1/sub/bench",
+        ])?;
+        assert!(f.client.validate().is_err());
+        let f = parse(&["--topics", "2"])?;
+        f.client.validate()?;
+        assert!(parse(&["--topics", "0"]).is_err());
         Ok(())
     }
 }

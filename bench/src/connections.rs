@@ -26,6 +26,7 @@ use crate::latency::Recorder;
 use crate::protocol::System;
 use crate::source_addr::SourceAddrs;
 use crate::subscriber;
+use crate::topic_set::{TopicSet, expand_url};
 
 /// The WebSocket subprotocol of the Eventcast client protocol.
 pub const SUBPROTOCOL: &str = crate::protocol::eventcast::SUBPROTOCOL;
@@ -40,7 +41,8 @@ pub struct ConnectPlan {
     pub system: System,
     pub endpoint: WsEndpoint,
     pub sources: Option<SourceAddrs>,
-    pub topic: String,
+    /// Client `i` subscribes to topic `topics.of_client(i)`.
+    pub topics: TopicSet,
     /// Connection attempts in flight at once.
     pub concurrency: usize,
     /// Extra attempts after a transient failure.
@@ -106,10 +108,8 @@ async fn tcp_connect(plan: &ConnectPlan, i: usize) -> Result<TcpStream, AttemptE
 
 async fn attempt(plan: &ConnectPlan, i: usize) -> Result<WebSocketStream<TcpStream>, AttemptError> {
     let stream = tcp_connect(plan, i).await?;
-    let mut request = plan
-        .endpoint
-        .url
-        .as_str()
+    let topic = plan.topics.name(plan.topics.of_client(i));
+    let mut request = expand_url(&plan.endpoint.url, &topic)
         .into_client_request()
         .map_err(|e| AttemptError::Fatal(e.into()))?;
     if let Some(subprotocol) = plan.system.subprotocol() {
@@ -121,7 +121,7 @@ async fn attempt(plan: &ConnectPlan, i: usize) -> Result<WebSocketStream<TcpStre
     let (mut ws, _resp) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
         .await
         .map_err(handshake_error)?;
-    plan.system.subscribe(&mut ws, &plan.topic).await?;
+    plan.system.subscribe(&mut ws, &topic).await?;
     Ok(ws)
 }
 
@@ -154,6 +154,8 @@ pub struct Clients {
     tasks: JoinSet<()>,
     /// Clients connected and subscribed.
     pub opened: usize,
+    /// Of those, how many per topic (index as in [`TopicSet`]).
+    pub opened_per_topic: Vec<u64>,
     /// Clients that could not be opened.
     pub failed: usize,
     /// The first failure's message.
@@ -179,7 +181,7 @@ pub async fn open(plan: &ConnectPlan, n: usize, rec: &Arc<Recorder>) -> Clients 
     let plan = Arc::new(plan.clone());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(plan.concurrency.max(1)));
-    let (done_tx, mut done_rx) = mpsc::channel::<Result<(), String>>(1024);
+    let (done_tx, mut done_rx) = mpsc::channel::<Result<usize, String>>(1024);
     let mut tasks = JoinSet::new();
     for i in 0..n {
         let (plan, permits, done_tx, rec, shutdown_rx) = (
@@ -197,7 +199,7 @@ pub async fn open(plan: &ConnectPlan, n: usize, rec: &Arc<Recorder>) -> Clients 
             drop(permit);
             match res {
                 Ok(ws) => {
-                    let _ = done_tx.send(Ok(())).await;
+                    let _ = done_tx.send(Ok(plan.topics.of_client(i))).await;
                     drop(done_tx);
                     subscriber::run(ws, plan.system, i, rec, shutdown_rx).await;
                 }
@@ -209,10 +211,14 @@ pub async fn open(plan: &ConnectPlan, n: usize, rec: &Arc<Recorder>) -> Clients 
     }
     drop(done_tx);
     let (mut opened, mut failed, mut first_error) = (0, 0, None);
+    let mut opened_per_topic = vec![0u64; plan.topics.len()];
     let mut last_report = Instant::now();
     while let Some(res) = done_rx.recv().await {
         match res {
-            Ok(()) => opened += 1,
+            Ok(topic) => {
+                opened += 1;
+                opened_per_topic[topic] += 1;
+            }
             Err(e) => {
                 failed += 1;
                 first_error.get_or_insert(e);
@@ -230,6 +236,7 @@ pub async fn open(plan: &ConnectPlan, n: usize, rec: &Arc<Recorder>) -> Clients 
         shutdown,
         tasks,
         opened,
+        opened_per_topic,
         failed,
         first_error,
         elapsed: start.elapsed(),

@@ -1,7 +1,8 @@
-//! The `fanout` subcommand: opens the subscribers, then runs the publisher
-//! once at `--rate` or, with `--step`, at increasing rates over the same
-//! connections until latency or loss limits are exceeded, and reports
-//! deliveries/s, loss, latency percentiles and the generator's CPU use.
+//! The `fanout` subcommand: opens the subscribers (on one topic, or spread over
+//! `--topics`), then runs the publisher once at `--rate` or, with `--step`, at
+//! increasing rates over the same connections until latency or loss limits are
+//! exceeded, and reports deliveries/s, loss, latency percentiles and the CPU use
+//! of the generator (and of the `--server-pid` processes).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,9 @@ struct Rig {
     publisher: Arc<Publisher>,
     plan: PublishPlan,
     subscribers: usize,
+    /// Subscribers per topic (index as in the plan's `TopicSet`).
+    subscribers_per_topic: Vec<u64>,
+    server_pids: Vec<u32>,
     warmup: Duration,
     drain: Duration,
 }
@@ -51,6 +55,8 @@ impl Rig {
         };
         let publisher = self.publisher.clone();
         let cpu_start = CpuMark::now();
+        let server_start = CpuMark::of(&self.server_pids);
+        let machine_start = CpuMark::machine();
         let start = Instant::now();
         let publishing = tokio::spawn(async move { publisher.run(&plan).await });
 
@@ -59,9 +65,11 @@ impl Rig {
         tokio::time::sleep_until(start + duration).await;
         let (e_at, e_events) = (Instant::now(), self.rec.counts().events);
         let cpu_end = CpuMark::now();
+        let server_end = CpuMark::of(&self.server_pids);
+        let machine_end = CpuMark::machine();
         let stats = publishing.await??;
 
-        let expected = stats.accepted.saturating_mul(self.subscribers as u64);
+        let expected = stats.expected_deliveries(&self.subscribers_per_topic);
         self.drain_until(expected).await;
         let (counts, latency) = self.rec.snapshot()?;
         let window = e_at.duration_since(w_at).as_secs_f64();
@@ -84,6 +92,8 @@ impl Rig {
             closed_connections: self.rec.closed() - closed_before,
             latency,
             cpu_percent: cpu_start.percent_since(&cpu_end),
+            server_cpu_percent: server_start.percent_since(&server_end),
+            machine_cpu_percent: machine_start.percent_since(&machine_end),
         })
     }
 
@@ -142,6 +152,9 @@ fn validate(args: &FanoutArgs) -> Result<()> {
     if args.batch > 1 && !args.client.system.supports_batch() {
         bail!("--batch > 1 is only supported with --system eventcast");
     }
+    if args.batch > 1 && args.client.topics > 1 {
+        bail!("--batch > 1 publishes to one topic: it cannot be combined with --topics > 1");
+    }
     let rates = if args.step { step_rates(args) } else { vec![args.rate] };
     if rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
         bail!("rates must be positive numbers");
@@ -163,8 +176,8 @@ pub async fn run(args: &FanoutArgs) -> Result<()> {
     let rec = Arc::new(Recorder::new(shards)?);
 
     eprintln!(
-        "opening {} {} subscribers on {} (topic {:?})",
-        args.subscribers, args.client.system, connect_plan.endpoint.url, args.client.topic
+        "opening {} {} subscribers on {} (topic {})",
+        args.subscribers, args.client.system, connect_plan.endpoint.url, connect_plan.topics
     );
     let clients = connections::open(&connect_plan, args.subscribers, &rec).await;
     let connect = ConnectReport {
@@ -186,7 +199,7 @@ pub async fn run(args: &FanoutArgs) -> Result<()> {
     let plan = PublishPlan {
         system: args.client.system,
         endpoint: http,
-        topic: args.client.topic.clone(),
+        topics: connect_plan.topics.clone(),
         rate: args.rate,
         duration: secs("--duration", args.duration)?,
         batch: args.batch as usize,
@@ -198,6 +211,8 @@ pub async fn run(args: &FanoutArgs) -> Result<()> {
         publisher: Arc::new(Publisher::new(&plan)),
         plan,
         subscribers: clients.opened,
+        subscribers_per_topic: clients.opened_per_topic.clone(),
+        server_pids: args.server_pids.clone(),
         warmup: secs("--warmup", args.warmup)?,
         drain: secs("--drain", args.drain)?,
     };
@@ -224,6 +239,7 @@ async fn run_once(args: &FanoutArgs, rig: &Rig, connect: ConnectReport) -> Resul
         mode: "fanout",
         system: args.client.system,
         topic: args.client.topic.clone(),
+        topics: args.client.topics as usize,
         batch: args.batch,
         payload_bytes: args.payload_bytes,
         connect,
@@ -263,6 +279,7 @@ async fn run_steps(args: &FanoutArgs, rig: &Rig, connect: ConnectReport) -> Resu
         mode: "step",
         system: args.client.system,
         topic: args.client.topic.clone(),
+        topics: args.client.topics as usize,
         batch: args.batch,
         payload_bytes: args.payload_bytes,
         max_p99_ms: args.max_p99_ms,

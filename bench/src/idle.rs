@@ -36,8 +36,8 @@ pub async fn run(args: &IdleArgs) -> Result<()> {
     let server_before = args.server_pid.map(|p| vm_rss_kib(Some(p))).transpose()?;
     let bench_before = vm_rss_kib(None).ok();
     eprintln!(
-        "opening {} idle connections on {} (topic {:?})",
-        args.connections, plan.endpoint.url, args.client.topic
+        "opening {} idle connections on {} (topic {})",
+        args.connections, plan.endpoint.url, plan.topics
     );
     let clients = connections::open(&plan, args.connections, &rec).await;
     let connect = ConnectReport {

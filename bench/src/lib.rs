@@ -22,3 +22,4 @@ pub mod publisher;
 pub mod report;
 pub mod source_addr;
 pub mod subscriber;
+pub mod topic_set;

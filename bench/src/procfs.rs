@@ -1,6 +1,8 @@
-//! Process accounting from /proc: this process's CPU time (utime + stime from
-//! `/proc/self/stat`) and any process's resident memory (`VmRSS` from
-//! `/proc/PID/status`).
+//! Process accounting from /proc: CPU time of this process or of other
+//! processes (utime + stime of all their threads, from `/proc/PID/stat`), the
+//! whole machine's busy CPU time (first line of `/proc/stat`, to see what other
+//! processes took on a shared machine) and any process's resident memory
+//! (`VmRSS` from `/proc/PID/status`).
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +35,28 @@ pub fn vm_rss_kib(pid: Option<u32>) -> Result<u64> {
     parse_vm_rss_kib(&s).with_context(|| format!("{path}: no VmRSS"))
 }
 
-/// A point in time and this process's CPU ticks then.
+/// Busy ticks of all CPUs (user + nice + system + irq + softirq + steal) from the
+/// contents of `/proc/stat`.
+pub fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    Some(v.first()? + v.get(1)? + v.get(2)? + v.get(5)? + v.get(6)? + v.get(7)?)
+}
+
+/// CPU ticks of `pid` (this process if `None`).
+fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
+    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |p| format!("/proc/{p}/stat"));
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| parse_stat_cpu_ticks(&s))
+}
+
+/// A point in time and the CPU ticks of one or more processes then.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuMark {
     at: Instant,
@@ -43,9 +66,31 @@ pub struct CpuMark {
 impl CpuMark {
     /// Reads this process's CPU time now (None if /proc is unreadable).
     pub fn now() -> Self {
-        let ticks = std::fs::read_to_string("/proc/self/stat")
+        Self {
+            at: Instant::now(),
+            ticks: cpu_ticks(None),
+        }
+    }
+
+    /// Reads the summed CPU time of `pids` now (None if there are none or one
+    /// is unreadable, e.g. it exited).
+    pub fn of(pids: &[u32]) -> Self {
+        let ticks = if pids.is_empty() {
+            None
+        } else {
+            pids.iter().try_fold(0u64, |sum, p| Some(sum + cpu_ticks(Some(*p))?))
+        };
+        Self {
+            at: Instant::now(),
+            ticks,
+        }
+    }
+
+    /// Reads the whole machine's busy CPU time now (None if /proc/stat is unreadable).
+    pub fn machine() -> Self {
+        let ticks = std::fs::read_to_string("/proc/stat")
             .ok()
-            .and_then(|s| parse_stat_cpu_ticks(&s));
+            .and_then(|s| parse_machine_busy_ticks(&s));
         Self {
             at: Instant::now(),
             ticks,
@@ -72,6 +117,14 @@ mod tests {
     }
 
     #[test]
+    fn parses_machine_stat() {
+        let stat = "cpu  100 5 50 9000 7 3 2 1 0 0\ncpu0 50 2 25 4500 3 1 1 0 0 0\n";
+        assert_eq!(parse_machine_busy_ticks(stat), Some(161));
+        assert_eq!(parse_machine_busy_ticks("cpu0 1 2 3\n"), None);
+        assert!(CpuMark::machine().ticks.is_some());
+    }
+
+    #[test]
     fn parses_status() {
         let status = "Name:\tx\nVmPeak:\t  2000 kB\nVmRSS:\t    1536 kB\nThreads:\t1\n";
         assert_eq!(parse_vm_rss_kib(status), Some(1536));
@@ -84,6 +137,8 @@ mod tests {
         assert!(vm_rss_kib(Some(std::process::id()))? > 0);
         let a = CpuMark::now();
         assert!(a.ticks.is_some());
+        assert!(CpuMark::of(&[std::process::id()]).ticks.is_some());
+        assert!(CpuMark::of(&[]).ticks.is_none());
         Ok(())
     }
 }

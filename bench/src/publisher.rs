@@ -3,7 +3,10 @@
 //! connections, one event per request or `batch` events per
 //! `POST /v1/events:batch`. For the peers the same single-event body goes to
 //! their publish path (`POST /publish/{topic}` for Socket.IO,
-//! `POST /pub/{topic}` for nchan; see [`System::publish_path`]).
+//! `POST /pub/{topic}` for nchan; see [`System::publish_path`]). With several
+//! topics (`--topics`) event `k` goes to topic `k mod N` (single-event requests
+//! only), and accepted events are counted per topic so that the expected
+//! deliveries are exact.
 //!
 //! Pacing is open-loop: request `r` is due at `start + r * batch / rate`, and
 //! the connections take the next due request from a shared counter. A slow
@@ -24,6 +27,7 @@ use crate::endpoint::HttpEndpoint;
 use crate::http_client::{HttpConn, Response};
 use crate::latency::unix_nanos;
 use crate::protocol::System;
+use crate::topic_set::TopicSet;
 
 /// How long past its planned end a run may keep sending late requests.
 const GRACE: Duration = Duration::from_secs(2);
@@ -36,7 +40,8 @@ pub struct PublishPlan {
     /// Whose publish path to use.
     pub system: System,
     pub endpoint: HttpEndpoint,
-    pub topic: String,
+    /// Event `k` is published to topic `topics.of_event(k)`.
+    pub topics: TopicSet,
     /// Events per second.
     pub rate: f64,
     pub duration: Duration,
@@ -69,6 +74,19 @@ pub struct PublishStats {
     pub max_behind_ms: f64,
     /// The first error seen (status and body, or transport error).
     pub first_error: Option<String>,
+    /// `accepted` per topic (index as in [`TopicSet`]).
+    #[serde(skip)]
+    pub accepted_per_topic: Vec<u64>,
+}
+
+impl PublishStats {
+    /// Deliveries expected when topic `t` has `subscribers[t]` subscribers.
+    pub fn expected_deliveries(&self, subscribers: &[u64]) -> u64 {
+        self.accepted_per_topic
+            .iter()
+            .zip(subscribers)
+            .fold(0u64, |sum, (a, s)| sum.saturating_add(a.saturating_mul(*s)))
+    }
 }
 
 /// The pad string for a given target `data` size.
@@ -136,6 +154,7 @@ pub fn batch_accepted(body: &[u8], n: usize) -> usize {
 #[derive(Default)]
 struct Shared {
     accepted: AtomicU64,
+    accepted_per_topic: Vec<AtomicU64>,
     rejected: AtomicU64,
     failed: AtomicU64,
     unsent: AtomicU64,
@@ -177,25 +196,37 @@ impl Publisher {
         let batch = plan.batch.max(1);
         let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
         let requests = total.div_ceil(batch as u64);
-        let shared = Arc::new(Shared::default());
+        if batch > 1 && plan.topics.len() > 1 {
+            bail!("batches go to one topic: --batch > 1 cannot be combined with --topics > 1");
+        }
+        let shared = Arc::new(Shared {
+            accepted_per_topic: (0..plan.topics.len()).map(|_| AtomicU64::new(0)).collect(),
+            ..Shared::default()
+        });
         let start = Instant::now();
         let deadline = start + plan.duration + GRACE;
-        let path = if batch > 1 {
-            plan.endpoint.batch_path()
+        let paths: Arc<Vec<String>> = Arc::new(if batch > 1 {
+            vec![plan.endpoint.batch_path()]
         } else {
-            plan.system.publish_path(&plan.endpoint, &plan.topic)
-        };
-        let topic_json = serde_json::to_string(&plan.topic)?;
+            plan.topics
+                .names()
+                .iter()
+                .map(|t| plan.system.publish_path(&plan.endpoint, t))
+                .collect()
+        });
+        let topic_json = serde_json::to_string(&plan.topics.name(0))?;
         let pad = pad_for(plan.payload_bytes);
+        let topics = plan.topics.clone();
 
         let mut tasks = tokio::task::JoinSet::new();
         for conn in &self.conns {
-            let (conn, shared, path, topic_json, pad) = (
+            let (conn, shared, paths, topic_json, pad, topics) = (
                 conn.clone(),
                 shared.clone(),
-                path.clone(),
+                paths.clone(),
                 topic_json.clone(),
                 pad.clone(),
+                topics.clone(),
             );
             let rate = plan.rate;
             tasks.spawn(async move {
@@ -226,8 +257,10 @@ impl Publisher {
                         single_body(&mut body, t, &pad);
                     }
                     shared.requests.fetch_add(1, Ordering::Relaxed);
-                    match conn.post_json(&path, &body).await {
-                        Ok(resp) => account(&shared, &resp, n, batch > 1).await,
+                    // One topic per request: a batch has one topic, a single event `first`'s.
+                    let topic = if batch > 1 { 0 } else { topics.of_event(first) };
+                    match conn.post_json(&paths[topic], &body).await {
+                        Ok(resp) => account(&shared, &resp, n, batch > 1, topic).await,
                         Err(e) => {
                             shared.failed.fetch_add(n as u64, Ordering::Relaxed);
                             shared.error(format!("{e:#}")).await;
@@ -243,6 +276,11 @@ impl Publisher {
         let elapsed = start.elapsed().as_secs_f64().max(plan.duration.as_secs_f64());
         let accepted = shared.accepted.load(Ordering::Relaxed);
         let first_error = shared.first_error.lock().await.clone();
+        let accepted_per_topic = shared
+            .accepted_per_topic
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect();
         Ok(PublishStats {
             accepted,
             rejected: shared.rejected.load(Ordering::Relaxed),
@@ -253,14 +291,18 @@ impl Publisher {
             accepted_per_sec: if elapsed > 0.0 { accepted as f64 / elapsed } else { 0.0 },
             max_behind_ms: shared.max_behind_us.load(Ordering::Relaxed) as f64 / 1000.0,
             first_error,
+            accepted_per_topic,
         })
     }
 }
 
-async fn account(shared: &Shared, resp: &Response, n: usize, is_batch: bool) {
+async fn account(shared: &Shared, resp: &Response, n: usize, is_batch: bool, topic: usize) {
     if (200..300).contains(&resp.status) {
         let ok = if is_batch { batch_accepted(&resp.body, n) } else { n };
         shared.accepted.fetch_add(ok as u64, Ordering::Relaxed);
+        if let Some(a) = shared.accepted_per_topic.get(topic) {
+            a.fetch_add(ok as u64, Ordering::Relaxed);
+        }
         if ok < n {
             shared.rejected.fetch_add((n - ok) as u64, Ordering::Relaxed);
             shared
@@ -296,6 +338,16 @@ mod tests {
         assert_eq!(v["events"][2]["topic"], "be\"nch");
         assert_eq!(v["events"][0]["data"]["pad"], "");
         Ok(())
+    }
+
+    #[test]
+    fn expected_deliveries_per_topic() {
+        let stats = PublishStats {
+            accepted_per_topic: vec![3, 2, 0],
+            ..PublishStats::default()
+        };
+        assert_eq!(stats.expected_deliveries(&[2, 2, 5]), 10);
+        assert_eq!(stats.expected_deliveries(&[1]), 3);
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub struct PhaseReport {
     pub latency: LatencySummary,
     /// The load generator's CPU use, % of one core.
     pub cpu_percent: Option<f64>,
+    /// The CPU use of the `--server-pid` processes (summed), % of one core.
+    pub server_cpu_percent: Option<f64>,
+    /// The whole machine's busy CPU (all processes, all cores), % of one core:
+    /// minus the generator and the server, what other processes took.
+    pub machine_cpu_percent: Option<f64>,
 }
 
 /// `fanout` without `--step`.
@@ -53,6 +58,8 @@ pub struct FanoutReport {
     /// The system under test (`--system`).
     pub system: System,
     pub topic: String,
+    /// Number of topics (`--topics`).
+    pub topics: usize,
     pub batch: u32,
     pub payload_bytes: usize,
     pub connect: ConnectReport,
@@ -67,6 +74,8 @@ pub struct StepReport {
     /// The system under test (`--system`).
     pub system: System,
     pub topic: String,
+    /// Number of topics (`--topics`).
+    pub topics: usize,
     pub batch: u32,
     pub payload_bytes: usize,
     pub max_p99_ms: f64,
@@ -138,13 +147,17 @@ pub fn phase_text(p: &PhaseReport) -> String {
         l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms, l.samples
     ));
     s.push_str(&format!("bench CPU   {} of one core", opt_pct(p.cpu_percent)));
+    if p.server_cpu_percent.is_some() {
+        s.push_str(&format!("; server CPU {}", opt_pct(p.server_cpu_percent)));
+    }
+    s.push_str(&format!("; whole machine {}", opt_pct(p.machine_cpu_percent)));
     s
 }
 
 /// One line per `--step` step.
 pub fn step_line(p: &PhaseReport, verdict: &str) -> String {
     format!(
-        "rate {:>8} ev/s  {:>10.0} deliveries/s  lost {:>7}  p50 {:>7.2}  p99 {:>7.2}  max {:>8.2} ms  cpu {:>6}  {}",
+        "rate {:>8} ev/s  {:>10.0} deliveries/s  lost {:>7}  p50 {:>7.2}  p99 {:>7.2}  max {:>8.2} ms  cpu {:>6}{}  machine {:>6}  {}",
         p.target_rate,
         p.deliveries_per_sec,
         p.lost,
@@ -152,6 +165,9 @@ pub fn step_line(p: &PhaseReport, verdict: &str) -> String {
         p.latency.p99_ms,
         p.latency.max_ms,
         opt_pct(p.cpu_percent),
+        p.server_cpu_percent
+            .map_or_else(String::new, |c| format!("  server {:>6}", format!("{c:.1}%"))),
+        opt_pct(p.machine_cpu_percent),
         verdict
     )
 }

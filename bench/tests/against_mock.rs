@@ -377,6 +377,60 @@ async fn fanout_counts_deliveries_and_records_latency() -> Result<()> {
     Ok(())
 }
 
+/// `--topics 3` with 7 subscribers: clients 0,3,6 on `bench-0`, 1,4 on `bench-1`,
+/// 2,5 on `bench-2`; 60 events round-robin, 20 per topic: 20*3 + 20*2 + 20*2 deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_topics_spread_subscribers_and_publishes() -> Result<()> {
+    let mock = Mock::start(None).await?;
+    let (ws, http) = (mock.ws_url(""), mock.http_url());
+    let me = std::process::id().to_string();
+    let r = bench_json(&[
+        "fanout",
+        "--ws",
+        &ws,
+        "--publish",
+        &http,
+        "--topic",
+        "bench",
+        "--topics",
+        "3",
+        "--subscribers",
+        "7",
+        "--rate",
+        "30",
+        "--duration",
+        "2",
+        "--drain",
+        "3",
+        "--server-pid",
+        &me,
+    ])
+    .await?;
+    assert_eq!(u(&r["topics"]), 3, "{r}");
+    assert_eq!(u(&r["connect"]["opened"]), 7, "{r}");
+    assert_eq!(u(&r["publish"]["accepted"]), 60, "{r}");
+    assert_eq!(u(&r["expected"]), 140, "{r}");
+    assert_eq!(u(&r["received"]), 140, "{r}");
+    assert_eq!(u(&r["lost"]), 0);
+    assert!(f(&r["server_cpu_percent"]) >= 0.0, "{r}");
+    assert_eq!(mock.state.counters.subscribes.load(Ordering::Relaxed), 7);
+    // A batch names one topic, so it cannot spread over several.
+    let refused = bench(&[
+        "fanout",
+        "--ws",
+        &ws,
+        "--publish",
+        &http,
+        "--topics",
+        "2",
+        "--batch",
+        "5",
+    ])
+    .await?;
+    assert!(!refused.ok && refused.stderr.contains("--topics"), "{}", refused.stderr);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_publishing_source_addrs_and_lagged_frames() -> Result<()> {
     let mock = Mock::start(None).await?;

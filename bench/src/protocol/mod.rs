@@ -49,13 +49,19 @@ impl System {
         }
     }
 
-    /// Default WebSocket URL for `topic` when `--ws` is not given.
-    pub fn default_ws_url(self, topic: &str) -> String {
+    /// Default WebSocket URL when `--ws` is not given (nchan's is a `{topic}`
+    /// template, see [`crate::topic_set::expand_url`]).
+    pub fn default_ws_url(self) -> &'static str {
         match self {
-            Self::Eventcast => eventcast::DEFAULT_WS.to_owned(),
-            Self::Socketio => socketio::DEFAULT_WS.to_owned(),
-            Self::Nchan => nchan::default_ws_url(topic),
+            Self::Eventcast => eventcast::DEFAULT_WS,
+            Self::Socketio => socketio::DEFAULT_WS,
+            Self::Nchan => nchan::DEFAULT_WS,
         }
+    }
+
+    /// Whether the WebSocket URL names the channel (no subscribe message).
+    pub fn topic_in_url(self) -> bool {
+        self == Self::Nchan
     }
 
     /// Default publish base URL when `--publish` is not given: Eventcast's local
@@ -141,12 +147,13 @@ mod tests {
     #[test]
     fn defaults() {
         assert_eq!(System::default(), System::Eventcast);
-        assert_eq!(System::Eventcast.default_ws_url("x"), "ws://127.0.0.1:8080/v1/ws");
+        assert_eq!(System::Eventcast.default_ws_url(), "ws://127.0.0.1:8080/v1/ws");
         assert_eq!(
-            System::Socketio.default_ws_url("x"),
+            System::Socketio.default_ws_url(),
             "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"
         );
-        assert_eq!(System::Nchan.default_ws_url("a b"), "ws://127.0.0.1:8090/sub/a%20b");
+        assert_eq!(System::Nchan.default_ws_url(), "ws://127.0.0.1:8090/sub/{topic}");
+        assert!(System::Nchan.topic_in_url() && !System::Eventcast.topic_in_url());
         assert_eq!(
             System::Socketio.default_publish_url("ws://127.0.0.1:3000/socket.io/?EIO=4"),
             "http://127.0.0.1:3000"

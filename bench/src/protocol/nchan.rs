@@ -7,10 +7,9 @@
 use crate::endpoint::{HttpEndpoint, percent_encode};
 use crate::frame::{Frame, event_t};
 
-/// `ws://127.0.0.1:8090/sub/{topic}` (the port `bench/peers/nchan/run.sh` examples use).
-pub fn default_ws_url(topic: &str) -> String {
-    format!("ws://127.0.0.1:8090/sub/{}", percent_encode(topic))
-}
+/// Default subscriber URL template (the port `bench/peers/nchan/run.sh` examples
+/// use); `{topic}` is replaced by each client's topic.
+pub const DEFAULT_WS: &str = "ws://127.0.0.1:8090/sub/{topic}";
 
 /// `POST` path of nchan's publisher location for `topic`.
 pub fn publish_path(endpoint: &HttpEndpoint, topic: &str) -> String {
