@@ -123,7 +123,12 @@ async fn websocket(
     let ip = peer.ip();
     Ok(upgrade
         .protocols([SUBPROTOCOL])
-        .read_buffer_size(4 * 1024)
+        // tungstenite allocates this read buffer for every connection up front and reads
+        // at most this much per syscall. Client frames are small (subscribe, ack, ping);
+        // a larger one (a publish) gets its whole length reserved and takes a few more
+        // reads. 1 KiB instead of 4 KiB is 3 KiB less per idle connection (heap profile
+        // of 5,000 idle connections: the read buffer was 4 of their 9 KiB).
+        .read_buffer_size(1024)
         .write_buffer_size(32 * 1024)
         .max_message_size(max_frame)
         .max_frame_size(max_frame)
