@@ -247,22 +247,8 @@ impl Reconciler {
             // Typed comparison: most resources are unchanged on most reconciles, and
             // building JSON for all of them is what large namespaces would pay for.
             match obj {
-                Object::Topic(t) => {
-                    let desired = resource_status(desired);
-                    if t.status.as_ref() == Some(&desired) {
-                        self.writer.discard(&key);
-                    } else {
-                        self.writer.submit(&key, &desired);
-                    }
-                }
-                Object::Subscription(s) => {
-                    let desired = resource_status(desired);
-                    if s.status.as_ref() == Some(&desired) {
-                        self.writer.discard(&key);
-                    } else {
-                        self.writer.submit(&key, &desired);
-                    }
-                }
+                Object::Topic(t) => self.write_if_changed(&key, t.status.as_ref(), &resource_status(desired)),
+                Object::Subscription(s) => self.write_if_changed(&key, s.status.as_ref(), &resource_status(desired)),
                 Object::BroadcastPolicy(p) => {
                     let old = p.status.clone().unwrap_or_default();
                     let mut desired = desired;
@@ -299,16 +285,21 @@ impl Reconciler {
                         },
                         autoscaling,
                     };
-                    if p.status.as_ref() == Some(&status) {
-                        self.writer.discard(&key);
-                    } else {
-                        self.writer.submit(&key, &status);
-                    }
+                    self.write_if_changed(&key, p.status.as_ref(), &status);
                 }
             }
         }
         let present: HashSet<ResourceKey> = snapshot.objects.iter().map(|o| o.key(ns)).collect();
         last_events.retain(|k, _| k.namespace != ns || present.contains(k));
+    }
+
+    /// Queues `desired` as the status of `key` unless the object already shows it.
+    fn write_if_changed<S: PartialEq + serde::Serialize>(&self, key: &ResourceKey, current: Option<&S>, desired: &S) {
+        if current == Some(desired) {
+            self.writer.discard(key);
+        } else {
+            self.writer.submit(key, desired);
+        }
     }
 
     /// A Kubernetes Event when a resource's acceptance changes.
