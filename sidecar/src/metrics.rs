@@ -81,6 +81,8 @@ pub struct Metrics {
     pub rejected: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub lagged: IntCounter,
+    /// Event frames written straight from the fan-out to an idle connection.
+    pub direct_writes: IntCounter,
     pub disconnects: IntCounterVec,
     pub client_frames: IntCounterVec,
     pub publish_latency: Histogram,
@@ -222,6 +224,13 @@ impl Metrics {
             lagged: reg!(
                 r,
                 IntCounter::new("eventcast_lagged_notices_total", "lagged notices sent to clients")
+            ),
+            direct_writes: reg!(
+                r,
+                IntCounter::new(
+                    "eventcast_direct_writes_total",
+                    "Event frames written from the fan-out to an idle connection without queueing"
+                )
             ),
             disconnects: reg!(
                 r,

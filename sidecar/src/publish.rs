@@ -148,6 +148,30 @@ fn rfc3339_now() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
 }
 
+/// Counts the bytes written through it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Length of `value` serialized as compact JSON, without building the string (the
+/// frame is serialized once, later, by the backend).
+fn json_len(value: &impl serde::Serialize) -> usize {
+    let mut count = ByteCount(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 fn check_meta(field: &str, v: Option<&String>) -> Result<(), PublishError> {
     match v {
         Some(s) if s.len() > MAX_META_LEN => Err(PublishError::new(
@@ -435,7 +459,7 @@ impl Publisher {
             published_at_ms: now,
         };
         // The limit applies to the event as stored and delivered (after redaction).
-        let size = serde_json::to_vec(&stored.event).map_or(usize::MAX, |v| v.len());
+        let size = json_len(&stored.event);
         if size > topic.config.max_event_bytes as usize {
             return Err(PublishError::new(
                 PublishErrorKind::TooLarge,
@@ -446,5 +470,19 @@ impl Publisher {
             ));
         }
         Ok(stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_len_is_the_serialized_length() {
+        let v = json!({"type": "t", "data": {"text": "h\u{e9}llo \"quoted\"\n", "n": [1, 2.5, null]}});
+        let expected = serde_json::to_vec(&v).map(|b| b.len()).unwrap_or_default();
+        assert_eq!(json_len(&v), expected);
+        assert_eq!(json_len(&json!(null)), 4);
     }
 }

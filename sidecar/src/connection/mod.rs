@@ -4,6 +4,7 @@
 pub mod acks;
 pub mod outbox;
 pub mod session;
+pub mod socket;
 mod subscribe;
 mod writer;
 

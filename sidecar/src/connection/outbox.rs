@@ -18,6 +18,7 @@ use eventcast_api::protocol::ServerFrame;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::socket::{DirectWrite, Socket};
 use crate::event::SharedEvent;
 
 /// Why the outbox stopped accepting events.
@@ -41,6 +42,8 @@ pub enum Outgoing {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Enqueued {
     Queued,
+    /// Written to the socket at once (the connection was idle; see `socket`).
+    Sent,
     /// Queued, but this many older events were shed to make room.
     QueuedWithShed(usize),
     /// The outbox is closing (now or before); nothing was queued.
@@ -72,6 +75,11 @@ impl Inner {
         self.control.is_empty() && self.events == 0 && self.lagged.is_empty() && self.replay.is_empty()
     }
 
+    /// Nothing queued and not closing: a frame may bypass the queues.
+    fn is_idle(&self) -> bool {
+        self.is_empty() && self.closing.is_none()
+    }
+
     fn record_lag(&mut self, ev: &SharedEvent) {
         ev.metrics.shed[ev.priority().index()].inc();
         if let Some(r) = self.lagged.iter_mut().find(|r| r.topic == ev.topic) {
@@ -100,6 +108,8 @@ pub struct Outbox {
     inner: Mutex<Inner>,
     notify: Notify,
     max_bytes: usize,
+    /// The connection's socket, for writing events to an idle connection at once.
+    socket: Option<Arc<Socket>>,
 }
 
 /// Critical is index 0; `Priority::index` of the lowest class.
@@ -112,6 +122,15 @@ impl Outbox {
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
             max_bytes,
+            socket: None,
+        }
+    }
+
+    /// An outbox whose events go straight to `socket` while the connection is idle.
+    pub fn with_socket(max_bytes: usize, socket: Arc<Socket>) -> Self {
+        Self {
+            socket: Some(socket),
+            ..Self::new(max_bytes)
         }
     }
 
@@ -159,8 +178,24 @@ impl Outbox {
         self.inner.lock().closing.clone()
     }
 
-    /// Queues an event in its class, shedding as described in the module docs.
+    /// Queues an event in its class, shedding as described in the module docs, or
+    /// writes it at once when the connection is idle.
     pub fn enqueue(&self, ev: Arc<SharedEvent>) -> Enqueued {
+        if let Some(socket) = &self.socket {
+            match socket.try_write_now(&ev, || self.inner.lock().is_idle()) {
+                DirectWrite::Written => return Enqueued::Sent,
+                DirectWrite::NeedsWriter => {
+                    self.notify.notify_one();
+                    return Enqueued::Sent;
+                }
+                DirectWrite::Declined => {}
+            }
+        }
+        self.queue(ev)
+    }
+
+    /// Queues an event in its class (never writes it directly).
+    pub fn queue(&self, ev: Arc<SharedEvent>) -> Enqueued {
         let class = ev.priority().index();
         let cap = ev.queue_cap.max(1) as usize;
         let mut shed = 0;
@@ -295,6 +330,13 @@ impl Outbox {
     /// Whether anything is left to write.
     pub fn is_empty(&self) -> bool {
         self.inner.lock().is_empty()
+    }
+
+    /// Whether a writer has nothing more to take: empty, or closing (events queued
+    /// then are not written).
+    pub fn drained(&self) -> bool {
+        let inner = self.inner.lock();
+        inner.is_empty() || inner.closing.is_some()
     }
 }
 

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::ws::{Message, WebSocket};
 use eventcast_api::protocol::{ClientFrame, ServerFrame, disconnect_code, error_code, parse_client_frame};
 use futures_util::StreamExt;
-use futures_util::stream::SplitStream;
 use parking_lot::Mutex;
 use rand::Rng;
 use serde_json::json;
@@ -18,6 +17,7 @@ use serde_json::json;
 use super::ConnInfo;
 use super::acks::AckTracker;
 use super::outbox::{CloseReason, Outbox};
+use super::socket::{Incoming, Socket};
 use super::subscribe::SubscriptionSet;
 use super::writer::write_loop;
 use crate::event::unix_ms;
@@ -71,13 +71,16 @@ fn auth_failure(e: &AuthError) -> CloseReason {
 }
 
 /// Runs a connection to completion. The caller reserved a connection slot.
-pub async fn serve(state: Arc<SidecarState>, socket: WebSocket, ip: IpAddr, pre_auth: PreAuth) {
+pub async fn serve(state: Arc<SidecarState>, ws: WebSocket, ip: IpAddr, pre_auth: PreAuth) {
+    // Batching.maxDelay asks every write to wait for more frames: no direct writes then.
+    let direct = state.config.get().compiled.connection.max_batch_delay_ms == 0;
+    let socket = Arc::new(Socket::new(ws, direct, state.metrics.clone()));
     let info = Arc::new(ConnInfo {
         id: state.connections.next_id(),
         session: new_session_id(),
         ip,
         connected_at_ms: unix_ms(),
-        outbox: Arc::new(Outbox::new(MAX_QUEUED_BYTES)),
+        outbox: Arc::new(Outbox::with_socket(MAX_QUEUED_BYTES, socket.clone())),
         subscriptions: Default::default(),
     });
     state.connections.insert(info.clone());
@@ -104,11 +107,12 @@ pub async fn serve(state: Arc<SidecarState>, socket: WebSocket, ip: IpAddr, pre_
         PreAuth::Failed(e) => info.outbox.close(auth_failure(&e)),
     }
 
-    let (sink, stream) = socket.split();
     tokio::select! {
-        () = reader.run(stream) => {}
-        () = write_loop(sink, &shared) => {}
+        () = reader.run(Incoming(socket.clone())) => {}
+        () = write_loop(&socket, &shared) => {}
     }
+    // Close the TCP connection now, even while a fan-out still holds the outbox.
+    socket.release();
 
     Box::pin(reader.subs.clear(&shared)).await;
     state.connections.remove(info.id);
@@ -152,7 +156,7 @@ impl Reader<'_> {
         std::future::pending::<()>().await;
     }
 
-    async fn run(&mut self, mut stream: SplitStream<WebSocket>) {
+    async fn run(&mut self, mut stream: Incoming) {
         let mut config_changes = self.shared.state.config.subscribe();
         loop {
             tokio::select! {

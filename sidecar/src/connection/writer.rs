@@ -3,23 +3,22 @@
 //! unacked events and dead-letters them after their retries, and on shutdown flushes
 //! what is queued before a `disconnect` with `reconnect: true`.
 
+use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use eventcast_api::protocol::{PublishRequest, ServerFrame, disconnect_code};
-use futures_util::SinkExt;
-use futures_util::stream::SplitSink;
 use serde_json::json;
 use tokio::time::{sleep_until, timeout};
 
 use super::acks::Due;
 use super::outbox::{CloseReason, Outgoing};
 use super::session::Shared;
+use super::socket::Socket;
 use crate::event::{SharedEvent, unix_ms};
 use crate::publish::Origin;
-
-type Sink = SplitSink<WebSocket, Message>;
 
 /// How long shutdown waits for a connection's queue to drain.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
@@ -28,12 +27,8 @@ const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 #[derive(Debug)]
 struct WriteError;
 
-async fn write_batch(
-    sink: &mut Sink,
-    shared: &Shared,
-    batch: &mut Vec<Outgoing>,
-    flush_timeout: Duration,
-) -> Result<(), WriteError> {
+/// Turns taken frames into messages, counting deliveries and tracking acks.
+fn to_messages(shared: &Shared, batch: &mut Vec<Outgoing>, out: &mut VecDeque<Message>) {
     let metrics = &shared.state.metrics;
     let now = Instant::now();
     for item in batch.drain(..) {
@@ -53,31 +48,35 @@ async fn write_batch(
                 Message::Text(ev.frame.clone())
             }
         };
-        sink.feed(msg).await.map_err(|_| WriteError)?;
-    }
-    match timeout(flush_timeout, sink.flush()).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(WriteError),
+        out.push_back(msg);
     }
 }
 
-/// Writes everything queued now; `Err` when the socket is gone or stuck.
+/// Writes everything queued now (and finishes a flush a direct write left); `Err`
+/// when the socket is gone or stuck for `flush_timeout`.
 async fn drain(
-    sink: &mut Sink,
+    socket: &Socket,
     shared: &Shared,
     batch: &mut Vec<Outgoing>,
+    pending: &mut VecDeque<Message>,
     max_batch: usize,
     flush_timeout: Duration,
 ) -> Result<(), WriteError> {
+    let outbox = &shared.info.outbox;
     loop {
-        if shared.info.outbox.take_batch(max_batch, unix_ms(), batch) == 0 {
+        let taken = socket.begin_drain(|| outbox.take_batch(max_batch, unix_ms(), batch));
+        to_messages(shared, batch, pending);
+        match timeout(flush_timeout, poll_fn(|cx| socket.poll_send(cx, pending))).await {
+            Ok(Ok(())) => {}
+            _ => return Err(WriteError),
+        }
+        if taken == 0 && socket.end_drain(|| outbox.drained()) {
             return Ok(());
         }
-        write_batch(sink, shared, batch, flush_timeout).await?;
     }
 }
 
-async fn send_disconnect(sink: &mut Sink, reason: &CloseReason) {
+async fn send_disconnect(socket: &Socket, reason: &CloseReason) {
     let frame = ServerFrame::Disconnect {
         code: reason.code,
         reason: reason.reason.clone(),
@@ -88,12 +87,11 @@ async fn send_disconnect(sink: &mut Sink, reason: &CloseReason) {
         // Close-frame reasons are limited to 123 bytes; the JSON frame carries the full text.
         reason: Utf8Bytes::from(truncate(&reason.reason, 120)),
     };
-    let _ = timeout(Duration::from_secs(1), async {
-        sink.feed(Message::Text(Utf8Bytes::from(frame.to_json()))).await?;
-        sink.feed(Message::Close(Some(close))).await?;
-        sink.flush().await
-    })
-    .await;
+    let msgs = [
+        Message::Text(Utf8Bytes::from(frame.to_json())),
+        Message::Close(Some(close)),
+    ];
+    let _ = timeout(Duration::from_secs(1), socket.send(msgs)).await;
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -142,7 +140,7 @@ fn expiry_deadline(expiry: u64) -> tokio::time::Instant {
 }
 
 /// Runs until the connection closes.
-pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
+pub(crate) async fn write_loop(socket: &Socket, shared: &Shared) {
     let outbox = shared.info.outbox.clone();
     let conn = shared.state.config.get().compiled.connection.clone();
     let heartbeat = Duration::from_millis(conn.heartbeat_interval_ms.max(100));
@@ -153,6 +151,7 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
     let flush_timeout = idle_timeout;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut batch = Vec::new();
+    let mut pending = VecDeque::new();
     let shutdown = shared.state.shutdown.clone();
     // Registered once: creating `cancelled()` per wake-up would lock the token's waiter
     // list (shared by every connection) twice per frame written.
@@ -163,14 +162,14 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
         // through to the bounded drain-and-disconnect below.
         let written = tokio::select! {
             biased;
-            r = drain(&mut sink, shared, &mut batch, max_batch, flush_timeout) => r.is_ok(),
+            r = drain(socket, shared, &mut batch, &mut pending, max_batch, flush_timeout) => r.is_ok(),
             () = &mut cancelled, if !shutdown.is_cancelled() => true,
         };
         if !written {
             return;
         }
         if let Some(reason) = outbox.closing() {
-            Box::pin(send_disconnect(&mut sink, &reason)).await;
+            Box::pin(send_disconnect(socket, &reason)).await;
             return;
         }
         // Timers are armed only when needed: a Sleep registered and cancelled on every
@@ -180,14 +179,14 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
         tokio::select! {
             biased;
             () = &mut cancelled => {
-                let _ = Box::pin(timeout(SHUTDOWN_DRAIN, drain(&mut sink, shared, &mut batch, max_batch, flush_timeout))).await;
+                let _ = Box::pin(timeout(SHUTDOWN_DRAIN, drain(socket, shared, &mut batch, &mut pending, max_batch, flush_timeout))).await;
                 let reason = CloseReason {
                     code: disconnect_code::SHUTDOWN,
                     reason: "server shutting down; reconnect and recover".to_owned(),
                     reconnect: true,
                 };
                 outbox.close(reason.clone());
-                Box::pin(send_disconnect(&mut sink, &reason)).await;
+                Box::pin(send_disconnect(socket, &reason)).await;
                 return;
             }
             () = outbox.notified() => {
@@ -206,7 +205,7 @@ pub(crate) async fn write_loop(mut sink: Sink, shared: &Shared) {
                         reason: format!("no frames from the client for {}s", silent / 1000),
                         reconnect: true,
                     });
-                } else if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                } else if socket.send([Message::Ping(bytes::Bytes::new())]).await.is_err() {
                     return;
                 }
             }

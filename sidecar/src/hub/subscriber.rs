@@ -73,8 +73,9 @@ impl Subscriber {
             && (self.filter.filter.is_empty() || self.filter.filter.matches(&ev.view()))
     }
 
-    /// Queues a live event (or holds it while recovering).
-    pub fn deliver(&self, ev: &Arc<SharedEvent>) -> Enqueued {
+    /// Queues a live event (or holds it while recovering); with `direct`, an idle
+    /// connection may get it written at once.
+    pub fn deliver(&self, ev: &Arc<SharedEvent>, direct: bool) -> Enqueued {
         if self.recovering.load(Ordering::Acquire) {
             let mut held = self.held.lock();
             // Re-check under the lock: recovery may have finished meanwhile.
@@ -83,11 +84,11 @@ impl Subscriber {
                 return Enqueued::Queued;
             }
         }
-        self.enqueue_live(ev)
+        self.enqueue_live(ev, direct)
     }
 
     /// Queues an event newer than the watermark; drops one already queued.
-    fn enqueue_live(&self, ev: &Arc<SharedEvent>) -> Enqueued {
+    fn enqueue_live(&self, ev: &Arc<SharedEvent>, direct: bool) -> Enqueued {
         {
             let mut mark = self.watermark.lock();
             if let Some((epoch, offset)) = &*mark
@@ -98,7 +99,11 @@ impl Subscriber {
             }
             *mark = Some((ev.epoch.clone(), ev.offset));
         }
-        self.outbox.enqueue(ev.clone())
+        if direct {
+            self.outbox.enqueue(ev.clone())
+        } else {
+            self.outbox.queue(ev.clone())
+        }
     }
 
     /// Ends recovery at `position` (epoch and the last offset the client has, from
@@ -108,7 +113,7 @@ impl Subscriber {
         let mut held = self.held.lock();
         *self.watermark.lock() = position.map(|(epoch, offset)| (epoch.clone(), offset));
         for ev in held.drain(..) {
-            self.enqueue_live(&ev);
+            self.enqueue_live(&ev, true);
         }
         self.recovering.store(false, Ordering::Release);
     }
@@ -165,14 +170,14 @@ mod tests {
     fn live_events_already_replayed_are_not_delivered_twice() {
         let outbox = Arc::new(Outbox::new(1 << 20));
         let sub = subscriber(&outbox);
-        sub.deliver(&ev("e1", 5));
-        sub.deliver(&ev("e1", 6));
+        sub.deliver(&ev("e1", 5), true);
+        sub.deliver(&ev("e1", 6), true);
         let epoch: Arc<str> = "e1".into();
         // History returned up to 6; event 6 arrives live again after recovery ended.
         sub.finish_recovery(Some((&epoch, 6)));
-        sub.deliver(&ev("e1", 6));
-        sub.deliver(&ev("e1", 7));
-        sub.deliver(&ev("e1", 7));
+        sub.deliver(&ev("e1", 6), true);
+        sub.deliver(&ev("e1", 7), true);
+        sub.deliver(&ev("e1", 7), true);
         assert_eq!(outbox.queued(), 1, "only offset 7 is new");
     }
 
@@ -182,8 +187,8 @@ mod tests {
         let sub = subscriber(&outbox);
         let epoch: Arc<str> = "e1".into();
         sub.finish_recovery(Some((&epoch, 40)));
-        sub.deliver(&ev("e2", 1));
-        sub.deliver(&ev("e2", 2));
+        sub.deliver(&ev("e2", 1), true);
+        sub.deliver(&ev("e2", 2), true);
         assert_eq!(outbox.queued(), 2);
     }
 }

@@ -1,0 +1,258 @@
+//! A connection's WebSocket, shared by its reader, its writer and the fan-out.
+//!
+//! Why shared: most deliveries reach a connection that has nothing queued and has not
+//! been written to for a while (many topics, moderate rates). Waking the connection's
+//! task for each of them costs a scheduler round trip per delivery and spreads a
+//! publish's writes over time, so the receiving side goes back to sleep between them
+//! and the kernel has to wake it again for each one. Such a delivery is instead written
+//! straight from the fan-out, in the publishing task: one `send`, no wake-up.
+//!
+//! Direct writes never reorder anything: one is made only when the connection's queues
+//! are empty and its writer holds nothing unflushed (`busy`), both checked under the
+//! socket lock, which the writer also holds while it takes a batch from the queues.
+//! A connection written to within the last [`COALESCE_WINDOW`] gets its events queued
+//! instead: under a high event rate the writer then sends many frames per syscall,
+//! which is what keeps fan-out to thousands of busy connections cheap.
+//!
+//! The lock is a plain mutex held for synchronous stretches only (one poll of the
+//! socket); the fan-out only ever `try_lock`s it and queues the event when it is taken.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{Sink, Stream};
+use parking_lot::Mutex;
+
+use crate::event::SharedEvent;
+use crate::metrics::Metrics;
+
+/// A connection written to more recently than this gets its events queued, so that a
+/// burst shares one write.
+pub const COALESCE_WINDOW: Duration = Duration::from_millis(10);
+
+/// The socket failed or is gone; the connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketClosed;
+
+/// Outcome of [`Socket::try_write_now`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectWrite {
+    /// Not written: queue the event as usual.
+    Declined,
+    /// Handed to the kernel.
+    Written,
+    /// Accepted, but the kernel buffer was full (or the socket failed): the writer
+    /// must be woken to finish the flush (or to end the connection).
+    NeedsWriter,
+}
+
+#[derive(Debug)]
+struct State {
+    ws: Option<WebSocket>,
+    /// The writer is draining the queues or frames are waiting for a flush.
+    busy: bool,
+    /// A direct write failed; the writer ends the connection.
+    failed: bool,
+    last_write: Option<Instant>,
+}
+
+/// The shared WebSocket of one connection.
+#[derive(Debug)]
+pub struct Socket {
+    state: Mutex<State>,
+    /// Direct writes allowed (off when a policy asks writes to wait for batching).
+    direct: bool,
+    metrics: Arc<Metrics>,
+}
+
+/// Messages waiting to be handed to the WebSocket, front first.
+trait Pending {
+    fn pop(&mut self) -> Option<Message>;
+    fn put_back(&mut self, msg: Message);
+}
+
+impl Pending for VecDeque<Message> {
+    fn pop(&mut self) -> Option<Message> {
+        self.pop_front()
+    }
+
+    fn put_back(&mut self, msg: Message) {
+        self.push_front(msg);
+    }
+}
+
+/// One message (a direct write; no allocation per delivery).
+impl Pending for Option<Message> {
+    fn pop(&mut self) -> Option<Message> {
+        self.take()
+    }
+
+    fn put_back(&mut self, msg: Message) {
+        *self = Some(msg);
+    }
+}
+
+fn poll_send_all(
+    ws: &mut WebSocket,
+    cx: &mut Context<'_>,
+    pending: &mut impl Pending,
+) -> Poll<Result<(), SocketClosed>> {
+    let mut ws = Pin::new(ws);
+    while let Some(msg) = pending.pop() {
+        match ws.as_mut().poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(SocketClosed)),
+            Poll::Pending => {
+                pending.put_back(msg);
+                return Poll::Pending;
+            }
+        }
+        if ws.as_mut().start_send(msg).is_err() {
+            return Poll::Ready(Err(SocketClosed));
+        }
+    }
+    ws.poll_flush(cx).map_err(|_| SocketClosed)
+}
+
+impl Socket {
+    pub fn new(ws: WebSocket, direct: bool, metrics: Arc<Metrics>) -> Self {
+        Self {
+            state: Mutex::new(State {
+                ws: Some(ws),
+                busy: false,
+                failed: false,
+                last_write: None,
+            }),
+            direct,
+            metrics,
+        }
+    }
+
+    /// Writes an event frame now when the connection is idle (see the module docs);
+    /// `queues_empty` is asked under the socket lock, last.
+    pub fn try_write_now(&self, ev: &SharedEvent, queues_empty: impl FnOnce() -> bool) -> DirectWrite {
+        if !self.direct || ev.ack.is_some() || ev.stored.expires_at_ms.is_some() {
+            return DirectWrite::Declined;
+        }
+        let Some(mut st) = self.state.try_lock() else {
+            return DirectWrite::Declined;
+        };
+        let now = Instant::now();
+        if st.busy || st.failed || st.last_write.is_some_and(|t| now.duration_since(t) < COALESCE_WINDOW) {
+            return DirectWrite::Declined;
+        }
+        if !queues_empty() {
+            return DirectWrite::Declined;
+        }
+        let Some(ws) = st.ws.as_mut() else {
+            return DirectWrite::Declined;
+        };
+        // Nobody waits on this context: when the kernel buffer is full the writer is
+        // woken to finish the flush with its own. Unconstrained: a fan-out makes many
+        // writes in one poll of the publishing task, and tokio's cooperative budget
+        // would answer `Pending` to all after the first 128.
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut pending = Some(Message::Text(ev.frame.clone()));
+        let result = {
+            let write = std::pin::pin!(tokio::task::unconstrained(std::future::poll_fn(|cx| {
+                poll_send_all(ws, cx, &mut pending)
+            })));
+            write.poll(&mut cx)
+        };
+        if pending.is_some() {
+            // The WebSocket could not take the frame (its buffer is full): queue instead.
+            st.busy = true;
+            return DirectWrite::Declined;
+        }
+        st.last_write = Some(now);
+        let class = ev.priority().index();
+        ev.metrics.events_out[class].inc();
+        self.metrics.direct_writes.inc();
+        self.metrics.delivery_latency[class].observe(now.duration_since(ev.received_at).as_secs_f64());
+        match result {
+            Poll::Ready(Ok(())) => DirectWrite::Written,
+            Poll::Pending => {
+                st.busy = true;
+                DirectWrite::NeedsWriter
+            }
+            Poll::Ready(Err(SocketClosed)) => {
+                st.failed = true;
+                DirectWrite::NeedsWriter
+            }
+        }
+    }
+
+    /// Marks the writer busy and runs `take` (which moves queued frames out) under the
+    /// socket lock, so that no direct write slips in ahead of what it took.
+    pub fn begin_drain<R>(&self, take: impl FnOnce() -> R) -> R {
+        let mut st = self.state.lock();
+        st.busy = true;
+        take()
+    }
+
+    /// Ends a drain when `queues_empty` (asked under the lock) says nothing is left;
+    /// returns whether it ended.
+    pub fn end_drain(&self, queues_empty: impl FnOnce() -> bool) -> bool {
+        let mut st = self.state.lock();
+        if !queues_empty() {
+            return false;
+        }
+        st.busy = false;
+        st.last_write = Some(Instant::now());
+        true
+    }
+
+    /// Writes `pending` in order and flushes; `Ready(Ok)` once everything is with the kernel.
+    pub fn poll_send(&self, cx: &mut Context<'_>, pending: &mut VecDeque<Message>) -> Poll<Result<(), SocketClosed>> {
+        let mut st = self.state.lock();
+        if st.failed {
+            return Poll::Ready(Err(SocketClosed));
+        }
+        let Some(ws) = st.ws.as_mut() else {
+            return Poll::Ready(Err(SocketClosed));
+        };
+        let r = poll_send_all(ws, cx, pending);
+        if let Poll::Ready(Err(_)) = r {
+            st.failed = true;
+        }
+        r
+    }
+
+    /// Sends `msgs` and flushes.
+    pub async fn send(&self, msgs: impl IntoIterator<Item = Message>) -> Result<(), SocketClosed> {
+        let mut pending: VecDeque<Message> = msgs.into_iter().collect();
+        std::future::poll_fn(|cx| self.poll_send(cx, &mut pending)).await
+    }
+
+    /// Next message from the client; `None` when the socket is closed.
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, axum::Error>>> {
+        let mut st = self.state.lock();
+        match st.ws.as_mut() {
+            Some(ws) => Pin::new(ws).poll_next(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    /// Drops the WebSocket (closing the TCP connection); later writes are declined.
+    pub fn release(&self) {
+        let ws = self.state.lock().ws.take();
+        drop(ws);
+    }
+}
+
+/// The reading side of a [`Socket`] as a stream of client messages.
+#[derive(Debug, Clone)]
+pub struct Incoming(pub Arc<Socket>);
+
+impl Stream for Incoming {
+    type Item = Result<Message, axum::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
