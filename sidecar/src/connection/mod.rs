@@ -31,6 +31,8 @@ pub struct ConnInfo {
 /// Open connections.
 #[derive(Debug, Default)]
 pub struct Connections {
+    /// Connections whose writers have frames waiting (see `socket`).
+    pub backlog: Arc<socket::Backlog>,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<ConnInfo>>>,
     count: AtomicUsize,

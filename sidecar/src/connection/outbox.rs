@@ -18,7 +18,7 @@ use eventcast_api::protocol::ServerFrame;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::socket::{DirectWrite, Socket};
+use super::socket::{Backlog, DirectWrite, Socket};
 use crate::event::SharedEvent;
 
 /// Why the outbox stopped accepting events.
@@ -68,6 +68,8 @@ struct Inner {
     bytes: usize,
     lagged: Vec<LagRange>,
     closing: Option<CloseReason>,
+    /// Counted in the sidecar's [`Backlog`](super::socket::Backlog).
+    backlogged: bool,
 }
 
 impl Inner {
@@ -110,6 +112,8 @@ pub struct Outbox {
     max_bytes: usize,
     /// The connection's socket, for writing events to an idle connection at once.
     socket: Option<Arc<Socket>>,
+    /// Where this connection is counted while frames wait in its queues.
+    backlog: Option<Arc<Backlog>>,
 }
 
 /// Critical is index 0; `Priority::index` of the lowest class.
@@ -123,15 +127,44 @@ impl Outbox {
             notify: Notify::new(),
             max_bytes,
             socket: None,
+            backlog: None,
         }
     }
 
     /// An outbox whose events go straight to `socket` while the connection is idle.
     pub fn with_socket(max_bytes: usize, socket: Arc<Socket>) -> Self {
         Self {
+            backlog: Some(socket.backlog().clone()),
             socket: Some(socket),
             ..Self::new(max_bytes)
         }
+    }
+
+    /// Counts this connection in the backlog once something waits in its queues.
+    fn mark_waiting(&self, inner: &mut Inner) {
+        if let Some(backlog) = &self.backlog
+            && !inner.backlogged
+        {
+            inner.backlogged = true;
+            backlog.add();
+        }
+    }
+
+    /// Stops counting this connection once its queues are empty (or for good, `force`).
+    fn unmark_waiting(&self, inner: &mut Inner, force: bool) {
+        if let Some(backlog) = &self.backlog
+            && inner.backlogged
+            && (force || inner.is_empty())
+        {
+            inner.backlogged = false;
+            backlog.sub();
+        }
+    }
+
+    /// Leaves the backlog count (the connection ended, whatever it still holds).
+    pub fn release(&self) {
+        let mut inner = self.inner.lock();
+        self.unmark_waiting(&mut inner, true);
     }
 
     /// Waits until something may be queued. A push that happens before this is awaited
@@ -156,6 +189,7 @@ impl Outbox {
             }
             let was_empty = inner.is_empty();
             inner.control.push_back(text);
+            self.mark_waiting(&mut inner);
             was_empty
         };
         self.wake_if(was_empty);
@@ -220,6 +254,7 @@ impl Outbox {
             inner.bytes += ev.frame.len();
             inner.events += 1;
             inner.classes[class].push_back(ev);
+            self.mark_waiting(&mut inner);
             while inner.bytes > self.max_bytes {
                 let Some(victim) = (1..=LOWEST).rev().find(|c| !inner.classes[*c].is_empty()) else {
                     // Only critical events remain and they exceed the budget.
@@ -260,6 +295,7 @@ impl Outbox {
             }
             let was_empty = inner.is_empty();
             inner.replay.push_back(ev);
+            self.mark_waiting(&mut inner);
             was_empty
         };
         self.wake_if(was_empty);
@@ -318,6 +354,7 @@ impl Outbox {
                 out.push(Outgoing::Event(ev));
             }
         }
+        self.unmark_waiting(&mut inner, false);
         out.len() - start
     }
 
@@ -494,6 +531,32 @@ mod tests {
                 "orders@1", "orders@2", "orders@3", "orders@4", "orders@5", "other@9", "orders@6"
             ]
         );
+    }
+
+    #[test]
+    fn a_connection_is_counted_in_the_backlog_while_frames_wait() {
+        let backlog = Arc::new(Backlog::default());
+        let counted = |max_bytes| Outbox {
+            backlog: Some(backlog.clone()),
+            ..Outbox::new(max_bytes)
+        };
+        let a = counted(1 << 20);
+        let b = counted(1 << 20);
+        a.enqueue(ev("t", 1, Priority::Normal, 10));
+        a.enqueue(ev("t", 2, Priority::Normal, 10));
+        a.push_control(&ServerFrame::Pong { id: None });
+        assert_eq!(backlog.get(), 1, "once per connection, however much waits");
+        b.enqueue_replay(ev("t", 1, Priority::Normal, 10));
+        assert_eq!(backlog.get(), 2);
+        let mut out = Vec::new();
+        a.take_batch(2, 0, &mut out);
+        assert_eq!(backlog.get(), 2, "a still has a frame waiting");
+        a.take_batch(10, 0, &mut out);
+        assert_eq!(backlog.get(), 1, "a drained");
+        b.release();
+        assert_eq!(backlog.get(), 0, "an ended connection leaves the count");
+        b.release();
+        assert_eq!(backlog.get(), 0, "only once");
     }
 
     #[tokio::test]

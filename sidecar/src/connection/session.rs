@@ -74,7 +74,12 @@ fn auth_failure(e: &AuthError) -> CloseReason {
 pub async fn serve(state: Arc<SidecarState>, ws: WebSocket, ip: IpAddr, pre_auth: PreAuth) {
     // Batching.maxDelay asks every write to wait for more frames: no direct writes then.
     let direct = state.config.get().compiled.connection.max_batch_delay_ms == 0;
-    let socket = Arc::new(Socket::new(ws, direct, state.metrics.clone()));
+    let socket = Arc::new(Socket::new(
+        ws,
+        direct,
+        state.metrics.clone(),
+        state.connections.backlog.clone(),
+    ));
     let info = Arc::new(ConnInfo {
         id: state.connections.next_id(),
         session: new_session_id(),
@@ -113,6 +118,7 @@ pub async fn serve(state: Arc<SidecarState>, ws: WebSocket, ip: IpAddr, pre_auth
     }
     // Close the TCP connection now, even while a fan-out still holds the outbox.
     socket.release();
+    info.outbox.release();
 
     Box::pin(reader.subs.clear(&shared)).await;
     state.connections.remove(info.id);

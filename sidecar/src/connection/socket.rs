@@ -11,8 +11,10 @@
 //! are empty and its writer holds nothing unflushed (`busy`), both checked under the
 //! socket lock, which the writer also holds while it takes a batch from the queues.
 //! A connection written to within the last [`COALESCE_WINDOW`] gets its events queued
-//! instead: under a high event rate the writer then sends many frames per syscall,
-//! which is what keeps fan-out to thousands of busy connections cheap.
+//! instead, and so does every connection while many writers have frames waiting
+//! ([`Backlog`], more than [`MAX_BACKLOG`]): a sidecar that is behind should not spend
+//! a syscall per delivery; queued frames pile up and each writer then sends many per
+//! syscall, which is what keeps fan-out to thousands of busy connections cheap.
 //!
 //! The lock is a plain mutex held for synchronous stretches only (one poll of the
 //! socket); the fan-out only ever `try_lock`s it and queues the event when it is taken.
@@ -21,6 +23,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -34,6 +37,28 @@ use crate::metrics::Metrics;
 /// A connection written to more recently than this gets its events queued, so that a
 /// burst shares one write.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(10);
+
+/// Direct writes stop while more connections than this have frames waiting in their
+/// queues (the writers are behind; see the module docs).
+pub const MAX_BACKLOG: usize = 64;
+
+/// How many connections have frames waiting in their queues, sidecar-wide.
+#[derive(Debug, Default)]
+pub struct Backlog(AtomicUsize);
+
+impl Backlog {
+    pub fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn sub(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// The socket failed or is gone; the connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +93,7 @@ pub struct Socket {
     /// Direct writes allowed (off when a policy asks writes to wait for batching).
     direct: bool,
     metrics: Arc<Metrics>,
+    backlog: Arc<Backlog>,
 }
 
 /// Messages waiting to be handed to the WebSocket, front first.
@@ -120,7 +146,7 @@ fn poll_send_all(
 }
 
 impl Socket {
-    pub fn new(ws: WebSocket, direct: bool, metrics: Arc<Metrics>) -> Self {
+    pub fn new(ws: WebSocket, direct: bool, metrics: Arc<Metrics>, backlog: Arc<Backlog>) -> Self {
         Self {
             state: Mutex::new(State {
                 ws: Some(ws),
@@ -130,13 +156,19 @@ impl Socket {
             }),
             direct,
             metrics,
+            backlog,
         }
+    }
+
+    /// The sidecar-wide count this connection's queue is part of.
+    pub fn backlog(&self) -> &Arc<Backlog> {
+        &self.backlog
     }
 
     /// Writes an event frame now when the connection is idle (see the module docs);
     /// `queues_empty` is asked under the socket lock, last.
     pub fn try_write_now(&self, ev: &SharedEvent, queues_empty: impl FnOnce() -> bool) -> DirectWrite {
-        if !self.direct || ev.ack.is_some() || ev.stored.expires_at_ms.is_some() {
+        if !self.direct || ev.ack.is_some() || ev.stored.expires_at_ms.is_some() || self.backlog.get() > MAX_BACKLOG {
             return DirectWrite::Declined;
         }
         let Some(mut st) = self.state.try_lock() else {
