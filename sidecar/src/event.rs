@@ -11,7 +11,7 @@ use eventcast_api::filter::EventView;
 use eventcast_api::protocol::{DeliveredEvent, Targets};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::TopicMetrics;
+use crate::metrics::{Metrics, TopicMetrics};
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms() -> u64 {
@@ -110,6 +110,14 @@ impl SharedEvent {
 
     pub fn priority(&self) -> Priority {
         self.stored.event.priority
+    }
+
+    /// Counts one delivery of this event handed to a socket at `at` (events out and
+    /// delivery latency), whichever path wrote it.
+    pub fn count_delivery(&self, metrics: &Metrics, at: Instant) {
+        let class = self.priority().index();
+        self.metrics.events_out[class].inc();
+        metrics.delivery_latency[class].observe(at.duration_since(self.received_at).as_secs_f64());
     }
 
     pub fn view(&self) -> EventView<'_> {

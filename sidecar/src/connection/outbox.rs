@@ -112,7 +112,8 @@ pub struct Outbox {
     max_bytes: usize,
     /// The connection's socket, for writing events to an idle connection at once.
     socket: Option<Arc<Socket>>,
-    /// Where this connection is counted while frames wait in its queues.
+    /// Where this connection is counted while frames wait in its queues (the socket's
+    /// count, held apart so that counting is testable without a WebSocket).
     backlog: Option<Arc<Backlog>>,
 }
 

@@ -202,10 +202,8 @@ impl Socket {
             return DirectWrite::Declined;
         }
         st.last_write = Some(now);
-        let class = ev.priority().index();
-        ev.metrics.events_out[class].inc();
+        ev.count_delivery(&self.metrics, now);
         self.metrics.direct_writes.inc();
-        self.metrics.delivery_latency[class].observe(now.duration_since(ev.received_at).as_secs_f64());
         match result {
             Poll::Ready(Ok(())) => DirectWrite::Written,
             Poll::Pending => {

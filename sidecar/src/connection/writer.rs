@@ -39,9 +39,7 @@ fn to_messages(shared: &Shared, batch: &mut Vec<Outgoing>, out: &mut VecDeque<Me
                 Message::Text(text)
             }
             Outgoing::Event(ev) => {
-                let class = ev.priority().index();
-                ev.metrics.events_out[class].inc();
-                metrics.delivery_latency[class].observe(now.duration_since(ev.received_at).as_secs_f64());
+                ev.count_delivery(metrics, now);
                 if ev.ack.is_some() {
                     shared.acks.lock().on_sent(&ev, now);
                 }
