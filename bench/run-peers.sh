@@ -10,7 +10,8 @@
 #    SERVER_CPUS (taskset) and the load generator to BENCH_CPUS:
 #      fanout  1 topic, FANOUT_SUBS subscribers (1k/5k/15k), rate stepped up
 #      topics  TOPICS topics x TOPIC_SUBS subscribers, uniform publishing, stepped up
-#      latency LATENCY_SUBS subscribers at LATENCY_DELIVERIES deliveries/s
+#      latency LATENCY_SUBS subscribers at LATENCY_DELIVERIES deliveries/s, and its
+#              floor: no server, one core writing a ready frame to each connection
 #      idle    IDLE_CONNS idle connections: server RSS per connection
 #      redis   two instances over Redis (Eventcast: Redis Cluster of
 #              e2e/redis-cluster.sh; peers: one redis-server), publish on A,
@@ -48,7 +49,7 @@ MAX_P99_MS=${MAX_P99_MS:-50}
 STEP_LIMIT_P99_MS=${STEP_LIMIT_P99_MS:-1000}
 TOPICS=${TOPICS:-5000}
 TOPIC_SUBS=${TOPIC_SUBS:-2}
-TOPIC_RATES=${TOPIC_RATES:-2000,5000,10000,20000,30000,40000,60000}
+TOPIC_RATES=${TOPIC_RATES:-2000,5000,10000,20000,25000,30000,35000,40000,45000,50000,60000}
 LATENCY_SUBS=${LATENCY_SUBS:-1000}
 LATENCY_DELIVERIES=${LATENCY_DELIVERIES:-50000}
 LATENCY_SECS=${LATENCY_SECS:-20}
@@ -372,6 +373,23 @@ scenario_latency() { # scenario_latency SYSTEM BACKEND
     [[ $backend == redis ]] || stop_servers
 }
 
+# The floor of the latency scenario: no server, one pinned core writing a ready frame
+# to each of LATENCY_SUBS loopback connections (eventcast-bench floor). Runs once.
+floor_latency() {
+    local sender=${SERVER_CPUS%%[,-]*} receiver=${BENCH_CPUS%%[,-]*}
+    local cmd=(taskset -c "$sender,$receiver" "$BENCH" floor --conns "$LATENCY_SUBS"
+        --rate "$(rates_for "$LATENCY_DELIVERIES" "$LATENCY_SUBS")" --duration "$LATENCY_SECS"
+        --sender-cpu "$sender" --receiver-cpu "$receiver" --json)
+    local shown=${cmd[*]}
+    shown=${shown//$ROOT\//}
+    echo >&2
+    log "=== floor: $shown"
+    printf 'floor\t%s\n' "$shown" >>"$RAW/commands.tsv"
+    local status=ok
+    "${cmd[@]}" >"$RAW/json/floor.json" 2> >(tee "$RAW/logs/floor.log" >&2) || status=failed
+    printf 'floor\tfloor\tmemory\tfloor\t%s\t1\t%s\n' "$LATENCY_SUBS" "$status" >>"$RAW/runs.tsv"
+}
+
 scenario_idle() {
     local system=$1
     start_system "$system" memory
@@ -399,13 +417,15 @@ scenario_redis() {
 # ------------------------------------------------------------ preparation --
 write_manifests() {
     mkdir -p "$RAW/manifests-one" "$RAW/manifests-many"
+    # History as nchan keeps it (nchan_message_buffer_length 10, nchan_message_timeout
+    # 60s in bench/peers/nchan): a longer one costs Eventcast heap growth nchan does not pay.
     local topic='apiVersion: eventcast.dev/v1alpha1
 kind: Topic
 metadata: {name: NAME}
 spec:
   name: NAME
   access: {subscribe: {anonymous: true}}
-  retention: {maxEvents: 1000, maxAge: 1m}'
+  retention: {maxEvents: 10, maxAge: 1m}'
     echo "${topic//NAME/bench}" >"$RAW/manifests-one/bench.yaml"
     {
         echo "# $TOPICS topics bench-0 .. bench-$((TOPICS - 1)), written by bench/run-peers.sh"
@@ -493,6 +513,7 @@ for scenario in $SCENARIOS; do
         *) die "unknown scenario $scenario (fanout topics latency idle redis)" ;;
         esac
     done
+    if [[ $scenario == latency ]]; then floor_latency; fi
 done
 {
     echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -40,6 +40,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 SYSTEMS = ["eventcast", "socketio", "nchan"]
 LABEL = {"eventcast": "Eventcast", "socketio": "Socket.IO", "nchan": "nchan"}
 COLOUR = {"eventcast": "#1f77b4", "socketio": "#ff7f0e", "nchan": "#2ca02c"}
+FLOOR_COLOUR = "#7f7f7f"
 BEGIN = "<!-- peers-bench:begin -->"
 END = "<!-- peers-bench:end -->"
 SECTION = "## Side by side with Socket.IO and nchan (issue 6)"
@@ -172,6 +173,16 @@ def write_csv(runs, out, max_p99):
                 rows.append(phase_row(run, s, "yes" if ok else "no"))
         elif d["mode"] == "fanout":
             rows.append(phase_row(run, d, "yes" if passes(d, max_p99) else "no"))
+        elif d["mode"] == "floor":
+            lat = d["latency"]
+            rows.append({"run": run["name"], "system": run["system"], "backend": run["backend"],
+                         "scenario": run["scenario"], "subscribers": d["conns"], "topics": 1,
+                         "status": run["status"], "target_rate": d["rate"],
+                         "target_deliveries_per_sec": round(d["rate"] * d["conns"]),
+                         "expected": d["frames_sent"], "received": d["frames_received"],
+                         "lost": d["frames_lost"], "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
+                         "p99_ms": lat["p99_ms"], "p999_ms": lat["p999_ms"], "max_ms": lat["max_ms"],
+                         "server_cpu_percent": fmt_opt(d.get("sender_cpu_percent"))})
         elif d["mode"] == "idle":
             rows.append({"run": run["name"], "system": run["system"], "backend": run["backend"],
                          "scenario": run["scenario"], "subscribers": run["subscribers"],
@@ -194,6 +205,14 @@ def find(runs, scenario, system, backend="memory", subscribers=None):
         if (r["scenario"], r["system"], r["backend"]) == (scenario, system, backend) and (
                 subscribers is None or r["subscribers"] == subscribers):
             return r
+    return None
+
+
+def floor_run(runs):
+    """The `eventcast-bench floor` run of the latency scenario, if it succeeded."""
+    for r in runs:
+        if r["scenario"] == "floor" and r["data"] is not None:
+            return r["data"]
     return None
 
 
@@ -291,9 +310,10 @@ def idle_cell(run):
     return text, kib
 
 
-def target_rows(values):
+def target_rows(values, floor=None):
     """Issue 6 targets from the summary values {row: {system: value}}; step rows hold
-    (sustained, lossless, saturated) tuples."""
+    (sustained, lossless, saturated) tuples. `floor` is the floor run's data: a latency
+    target below its p99 is out of reach for any server on this machine."""
     rows = []
 
     def compare(label, e, o, want, better_low, what, note=""):
@@ -328,8 +348,13 @@ def target_rows(values):
             compare(f"{name}: {tlabel}", e[i], o[i], want, False, what, note)
     for row in ("latency", "redis-latency"):
         if row in values:
+            note = ""
+            sio = values[row].get("socketio")
+            if row == "latency" and floor and sio and sio / 3 < floor["latency"]["p99_ms"]:
+                note = (f" (below the floor: no server, one core writing a ready frame to each connection, "
+                        f"p99 {ms(floor['latency']['p99_ms'])} ms)")
             compare(f"{ROW_TITLES[row]}: p99 <= 1/3 of Socket.IO's", values[row].get("eventcast"),
-                    values[row].get("socketio"), 1 / 3, True, "p99 ms")
+                    sio, 1 / 3, True, "p99 ms", note)
             compare(f"{ROW_TITLES[row]}: p99 vs nchan's (no target; for reference)", values[row].get("eventcast"),
                     values[row].get("nchan"), 1.0, True, "p99 ms")
     if "idle" in values:
@@ -493,15 +518,17 @@ def chart_percentiles(runs, out, meta):
     pct = [("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"), ("p999_ms", "p99.9")]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
     for ax, backend in zip(axes[0], panels):
-        width = 0.8 / len(SYSTEMS)
-        for i, s in enumerate(SYSTEMS):
-            run = find(runs, "latency", s, backend=backend)
-            if run is None or run["data"] is None:
-                continue
-            lat = run["data"]["latency"]
-            xs = [j + (i - (len(SYSTEMS) - 1) / 2) * width for j in range(len(pct))]
+        series = [(LABEL[s], COLOUR[s], find(runs, "latency", s, backend=backend)) for s in SYSTEMS]
+        series = [(label, colour, r["data"]) for label, colour, r in series if r is not None and r["data"]]
+        floor = floor_run(runs)
+        if backend == "memory" and floor:
+            series.append(("floor: no server, one core writing", FLOOR_COLOUR, floor))
+        width = 0.8 / max(len(series), 1)
+        for i, (label, colour, data) in enumerate(series):
+            lat = data["latency"]
+            xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(pct))]
             ys = [max(lat[k], 0.001) for k, _ in pct]
-            bars = ax.bar(xs, ys, width, color=COLOUR[s], label=LABEL[s])
+            bars = ax.bar(xs, ys, width, color=colour, label=label)
             for b, y in zip(bars, ys):
                 ax.annotate(ms(y), (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom", fontsize=7,
                             xytext=(0, 2), textcoords="offset points")
@@ -603,7 +630,17 @@ def markdown(runs, meta, raw, out, benchmarks, charts):
     lines.append("")
     lines.extend(table)
     lines.append("")
-    trows = target_rows(values)
+    floor = floor_run(runs)
+    if floor:
+        lat = floor["latency"]
+        lines.append(f"Floor of the latency row (`eventcast-bench floor`, no server): one thread pinned to the "
+                     f"server CPU writes a ready {floor['frame_bytes']}-byte frame to each of {floor['conns']:,} "
+                     f"loopback connections, {floor['rate']:g} times a second, and does nothing else: p50 / p90 / "
+                     f"p99 / p99.9 {ms(lat['p50_ms'])} / {ms(lat['p90_ms'])} / {ms(lat['p99_ms'])} / "
+                     f"{ms(lat['p999_ms'])} ms, {floor['per_send_us']:.1f} us per write. No server can deliver a "
+                     "fan-out of this size from one core on this machine faster than that.")
+        lines.append("")
+    trows = target_rows(values, floor)
     if trows:
         lines.append("| Issue 6 target (Eventcast vs peer) | Ratio | |")
         lines.append("|---|---|---|")

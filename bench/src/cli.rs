@@ -1,4 +1,4 @@
-//! Command-line interface definitions (clap): the `fanout` and `idle`
+//! Command-line interface definitions (clap): the `fanout`, `idle` and `floor`
 //! subcommands and the client options they share.
 
 use std::time::Duration;
@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::connections::ConnectPlan;
 use crate::endpoint::WsEndpoint;
+use crate::floor::CpuPin;
 use crate::protocol::System;
 use crate::source_addr::SourceAddrs;
 use crate::topic_set::{PLACEHOLDER, TopicSet};
@@ -32,6 +33,10 @@ pub enum Command {
     Fanout(FanoutArgs),
     /// N idle subscribed connections: the server's memory per connection.
     Idle(IdleArgs),
+    /// No server: one pinned thread writes a ready-made frame to each of N
+    /// loopback TCP connections per round, another core reads them. The
+    /// latency floor of one-core fan-out on this machine.
+    Floor(FloorArgs),
 }
 
 /// Options shared by every subcommand that opens WebSocket clients.
@@ -192,6 +197,34 @@ pub struct IdleArgs {
     pub hold: f64,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct FloorArgs {
+    /// Number of loopback TCP connections written to per round.
+    #[arg(long, default_value_t = 1000)]
+    pub conns: usize,
+    /// Fan-out rounds per second (open loop: round k is due at k / rate).
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Size of each written frame (16-byte header: send time, round).
+    #[arg(long, default_value_t = 200)]
+    pub frame_bytes: usize,
+    /// CPU the sender (the ideal server) is pinned to, or `none`.
+    #[arg(long, default_value = "0")]
+    pub sender_cpu: CpuPin,
+    /// CPU the receiving clients' thread is pinned to, or `none`.
+    #[arg(long, default_value = "1")]
+    pub receiver_cpu: CpuPin,
+    /// Seconds at the start whose rounds are sent but not timed.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Print one JSON object line instead of the human-readable report.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// A non-negative, finite number of seconds as a `Duration`.
 pub fn secs(flag: &str, v: f64) -> Result<Duration> {
     if !(v.is_finite() && v >= 0.0) {
@@ -260,6 +293,36 @@ mod tests {
         };
         assert_eq!(i.client.ws_url(), System::Socketio.default_ws_url());
         assert!(Cli::try_parse_from(["eventcast-bench", "idle", "--system", "kafka"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn parses_floor() -> Result<()> {
+        let cli = Cli::try_parse_from(["eventcast-bench", "floor"])?;
+        let Command::Floor(f) = cli.command else {
+            bail!("not floor")
+        };
+        assert_eq!((f.conns, f.frame_bytes, f.json), (1000, 200, false));
+        assert_eq!((f.sender_cpu, f.receiver_cpu), (CpuPin(Some(0)), CpuPin(Some(1))));
+        let cli = Cli::try_parse_from([
+            "eventcast-bench",
+            "floor",
+            "--conns",
+            "20",
+            "--frame-bytes",
+            "16",
+            "--sender-cpu",
+            "none",
+            "--json",
+        ])?;
+        let Command::Floor(f) = cli.command else {
+            bail!("not floor")
+        };
+        assert_eq!(
+            (f.conns, f.frame_bytes, f.sender_cpu, f.json),
+            (20, 16, CpuPin(None), true)
+        );
+        assert!(Cli::try_parse_from(["eventcast-bench", "floor", "--receiver-cpu", "x"]).is_err());
         Ok(())
     }
 

@@ -6,12 +6,14 @@
 //! `POST /v1/events:batch`) and measures fan-out throughput, publish-to-receive
 //! latency and the server's memory per idle connection. With `--system` it drives
 //! the peers Eventcast is compared with instead (Socket.IO 4 and nchan, see
-//! [`protocol`] and `bench/peers/`).
+//! [`protocol`] and `bench/peers/`). `floor` needs no server at all: it measures
+//! the latency floor of one-core fan-out on this machine.
 
 pub mod cli;
 pub mod connections;
 pub mod endpoint;
 pub mod fanout;
+pub mod floor;
 pub mod frame;
 pub mod http_client;
 pub mod idle;

@@ -1,11 +1,11 @@
 //! `eventcast-bench` command line entry point: parses the CLI, raises the
 //! open-file limit, builds a multi-threaded tokio runtime with `--threads`
-//! workers and runs the chosen subcommand.
+//! workers and runs the chosen subcommand (`floor` runs on its own threads).
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use eventcast_bench::cli::{Cli, Command};
-use eventcast_bench::{fanout, idle};
+use eventcast_bench::{fanout, floor, idle};
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit (every client is a socket).
 fn raise_nofile_limit() {
@@ -18,6 +18,10 @@ fn raise_nofile_limit() {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     raise_nofile_limit();
+    // `floor` runs its own pinned threads; the shared runtime would only add idle workers.
+    if let Command::Floor(args) = &cli.command {
+        return floor::run(args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(usize::from(cli.threads))
         .enable_all()
@@ -27,6 +31,7 @@ fn main() -> Result<()> {
         match &cli.command {
             Command::Fanout(args) => fanout::run(args).await,
             Command::Idle(args) => idle::run(args).await,
+            Command::Floor(args) => floor::run(args),
         }
     })
 }
