@@ -48,14 +48,50 @@ pub struct AckPolicy {
     pub dead_letter_topic: Option<String>,
 }
 
-/// Wire shape of an `event` frame, borrowed so it serializes without copying.
-#[derive(Serialize)]
-struct EventFrame<'a> {
-    op: &'static str,
-    topic: &'a str,
-    offset: u64,
-    epoch: &'a str,
-    event: &'a DeliveredEvent,
+/// A validated event with its `event` object serialized once: the publish pipeline
+/// checks the size limit on these bytes and [`SharedEvent`] builds the delivery frame
+/// around them, so an event is serialized once between request and socket.
+#[derive(Clone, Debug)]
+pub struct EncodedEvent {
+    pub stored: StoredEvent,
+    /// `stored.event` as compact JSON.
+    pub json: String,
+}
+
+impl EncodedEvent {
+    pub fn new(stored: StoredEvent) -> Self {
+        // Only string-keyed maps and finite numbers reach here (parsed from JSON).
+        let json = serde_json::to_string(&stored.event).unwrap_or_default();
+        Self { stored, json }
+    }
+}
+
+impl From<StoredEvent> for EncodedEvent {
+    fn from(stored: StoredEvent) -> Self {
+        Self::new(stored)
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a `str` into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The `event` frame (`{"op":"event","topic":..,"offset":..,"epoch":..,"event":{..}}`)
+/// assembled around the already serialized event.
+fn event_frame(topic: &str, offset: u64, epoch: &str, event_json: &str) -> String {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(event_json.len() + topic.len() + epoch.len() + 64);
+    out.extend_from_slice(br#"{"op":"event","topic":"#);
+    push_json_str(&mut out, topic);
+    let _ = write!(out, r#","offset":{offset},"epoch":"#);
+    push_json_str(&mut out, epoch);
+    out.extend_from_slice(br#","event":"#);
+    out.extend_from_slice(event_json.as_bytes());
+    out.push(b'}');
+    // Every piece is UTF-8 (`str`s and serde_json output).
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A stored event at its position, ready to deliver.
@@ -81,20 +117,13 @@ impl SharedEvent {
         topic: Arc<str>,
         offset: u64,
         epoch: Arc<str>,
-        stored: StoredEvent,
+        event: impl Into<EncodedEvent>,
         queue_cap: u32,
         ack: Option<Arc<AckPolicy>>,
         metrics: Arc<TopicMetrics>,
     ) -> Self {
-        let frame = serde_json::to_string(&EventFrame {
-            op: "event",
-            topic: &topic,
-            offset,
-            epoch: &epoch,
-            event: &stored.event,
-        })
-        // Only string-keyed maps and finite numbers reach here (parsed from JSON).
-        .unwrap_or_default();
+        let EncodedEvent { stored, json } = event.into();
+        let frame = event_frame(&topic, offset, &epoch, &json);
         Self {
             topic,
             offset,
@@ -193,6 +222,44 @@ mod tests {
         assert_eq!(v["event"]["requiresAck"], false);
         assert!(ev.stored.is_expired_at(10));
         assert!(!ev.stored.is_expired_at(9));
+    }
+
+    /// Wire shape of an `event` frame, serialized by serde in one go: what the
+    /// assembled frame must equal byte for byte.
+    #[derive(Serialize)]
+    struct EventFrame<'a> {
+        op: &'static str,
+        topic: &'a str,
+        offset: u64,
+        epoch: &'a str,
+        event: &'a DeliveredEvent,
+    }
+
+    #[test]
+    fn assembled_frame_equals_serde_output() {
+        let mut s = stored(None);
+        s.event.data = json!({"text": "quote \" backslash \\ newline \n \u{1} é", "n": [1, 2.5, null]});
+        s.event.source = Some("app\"x".into());
+        for (topic, epoch) in [("chat", "e1"), ("we\"ird\\topic", "ep\"och")] {
+            let ev = SharedEvent::new(
+                topic.into(),
+                42,
+                epoch.into(),
+                s.clone(),
+                1,
+                None,
+                TopicMetrics::detached(topic),
+            );
+            let expected = serde_json::to_string(&EventFrame {
+                op: "event",
+                topic,
+                offset: 42,
+                epoch,
+                event: &s.event,
+            })
+            .expect("serializes");
+            assert_eq!(ev.frame.as_str(), expected);
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use eventcast_api::config::TopicConfig;
 use eventcast_api::crd::topic::Guarantee;
 use tokio::sync::watch;
 
-use crate::event::{AckPolicy, SharedEvent, StoredEvent};
+use crate::event::{AckPolicy, EncodedEvent, SharedEvent};
 use crate::metrics::{Metrics, TopicMetrics};
 use crate::policy::Authenticator;
 use crate::policy::schema::SchemaValidator;
@@ -64,9 +64,10 @@ impl LiveTopic {
     }
 
     /// Builds the shared, serialized form of a stored event at its position.
-    pub fn shared_event(&self, offset: u64, epoch: Arc<str>, stored: StoredEvent) -> SharedEvent {
-        let class = stored.event.priority.index();
-        let ack = if stored.event.requires_ack {
+    pub fn shared_event(&self, offset: u64, epoch: Arc<str>, event: impl Into<EncodedEvent>) -> SharedEvent {
+        let event = event.into();
+        let class = event.stored.event.priority.index();
+        let ack = if event.stored.event.requires_ack {
             self.ack.clone()
         } else {
             None
@@ -75,7 +76,7 @@ impl LiveTopic {
             self.name.clone(),
             offset,
             epoch,
-            stored,
+            event,
             self.config.queues[class].queue_size,
             ack,
             self.metrics.clone(),
@@ -88,7 +89,7 @@ impl LiveTopic {
 pub struct LiveConfig {
     pub version: String,
     pub compiled: CompiledConfig,
-    pub topics: HashMap<String, Arc<LiveTopic>>,
+    pub topics: HashMap<String, Arc<LiveTopic>, foldhash::fast::RandomState>,
     pub auth: Authenticator,
     /// Largest client frame accepted (largest topic event limit plus envelope room).
     pub max_frame_bytes: usize,
@@ -96,7 +97,7 @@ pub struct LiveConfig {
 
 impl LiveConfig {
     pub fn build(compiled: CompiledConfig, metrics: &Metrics) -> Result<Self, LiveConfigError> {
-        let mut topics = HashMap::new();
+        let mut topics = HashMap::default();
         let mut max_event = 0usize;
         for t in compiled.topics.values() {
             max_event = max_event.max(t.max_event_bytes as usize);

@@ -6,6 +6,10 @@ use eventcast_sidecar::server;
 use eventcast_sidecar::settings::Settings;
 use eventcast_sidecar::telemetry;
 
+// See the workspace Cargo.toml for why jemalloc.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::backend::{Backend, BackendError};
-use crate::event::{StoredEvent, unix_ms};
+use crate::event::{EncodedEvent, StoredEvent, unix_ms};
 use crate::live_config::{ConfigStore, LiveTopic};
 use crate::metrics::Metrics;
 use crate::policy::rate_limit::{Limited, PublishLimiter};
@@ -35,7 +35,7 @@ struct Prepared {
     index: usize,
     id: String,
     priority: eventcast_api::Priority,
-    stored: StoredEvent,
+    event: EncodedEvent,
     dedup: bool,
 }
 
@@ -148,30 +148,6 @@ fn rfc3339_now() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
 }
 
-/// Counts the bytes written through it.
-struct ByteCount(usize);
-
-impl std::io::Write for ByteCount {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Length of `value` serialized as compact JSON, without building the string (the
-/// frame is serialized once, later, by the backend).
-fn json_len(value: &impl serde::Serialize) -> usize {
-    let mut count = ByteCount(0);
-    match serde_json::to_writer(&mut count, value) {
-        Ok(()) => count.0,
-        Err(_) => usize::MAX,
-    }
-}
-
 fn check_meta(field: &str, v: Option<&String>) -> Result<(), PublishError> {
     match v {
         Some(s) if s.len() > MAX_META_LEN => Err(PublishError::new(
@@ -231,17 +207,17 @@ impl Publisher {
                 Err(e) => Err(e),
             };
             match prepared {
-                Ok(stored) => {
+                Ok(event) => {
                     let g = *group_of.entry(topic_name).or_insert_with(|| {
                         groups.push((topic.clone(), Vec::new()));
                         groups.len() - 1
                     });
                     groups[g].1.push(Prepared {
                         index,
-                        id: stored.event.id.clone(),
-                        priority: stored.event.priority,
+                        id: event.stored.event.id.clone(),
+                        priority: event.stored.event.priority,
                         dedup: req.id.is_some(),
-                        stored,
+                        event,
                     });
                 }
                 Err(e) => results[index] = Some(Err(e)),
@@ -282,7 +258,7 @@ impl Publisher {
             let mut events = Vec::with_capacity(chunk.len());
             for p in chunk {
                 meta.push((p.index, p.id, p.priority));
-                events.push((p.stored, p.dedup));
+                events.push((p.event, p.dedup));
             }
             match self.backend.append_many(&topic, events).await {
                 Ok(appended) => {
@@ -328,11 +304,11 @@ impl Publisher {
         drop(config);
 
         self.authorize(&topic, origin).await?;
-        let stored = self.prepare(&topic, &mut req)?;
+        let event = self.prepare(&topic, &mut req)?;
         let dedup = req.id.is_some();
-        let id = stored.event.id.clone();
-        let priority = stored.event.priority;
-        let appended = self.backend.append(&topic, stored, dedup).await?;
+        let id = event.stored.event.id.clone();
+        let priority = event.stored.event.priority;
+        let appended = self.backend.append(&topic, event, dedup).await?;
         if !appended.duplicate {
             topic.metrics.events_in[priority.index()].inc();
         }
@@ -395,8 +371,8 @@ impl Publisher {
         }
     }
 
-    /// Validates the request and builds the event to store.
-    fn prepare(&self, topic: &LiveTopic, req: &mut PublishRequest) -> Result<StoredEvent, PublishError> {
+    /// Validates the request and builds the event to store, serialized.
+    fn prepare(&self, topic: &LiveTopic, req: &mut PublishRequest) -> Result<EncodedEvent, PublishError> {
         let bad = |m: String| PublishError::new(PublishErrorKind::BadRequest, m);
         if req.event_type.is_empty() {
             return Err(bad("event type is required".into()));
@@ -459,7 +435,8 @@ impl Publisher {
             published_at_ms: now,
         };
         // The limit applies to the event as stored and delivered (after redaction).
-        let size = json_len(&stored.event);
+        let encoded = EncodedEvent::new(stored);
+        let size = encoded.json.len();
         if size > topic.config.max_event_bytes as usize {
             return Err(PublishError::new(
                 PublishErrorKind::TooLarge,
@@ -469,20 +446,6 @@ impl Publisher {
                 ),
             ));
         }
-        Ok(stored)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn json_len_is_the_serialized_length() {
-        let v = json!({"type": "t", "data": {"text": "h\u{e9}llo \"quoted\"\n", "n": [1, 2.5, null]}});
-        let expected = serde_json::to_vec(&v).map(|b| b.len()).unwrap_or_default();
-        assert_eq!(json_len(&v), expected);
-        assert_eq!(json_len(&json!(null)), 4);
+        Ok(encoded)
     }
 }

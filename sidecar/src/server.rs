@@ -2,12 +2,14 @@
 //! background tasks, and on shutdown stop accepting, let every connection drain and
 //! say `disconnect` (reconnect: true), then exit within the configured bound.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -67,16 +69,14 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
-fn serve(
-    tasks: &mut JoinSet<()>,
-    listener: TcpListener,
-    router: Router,
-    state: &Arc<SidecarState>,
-    what: &'static str,
-) {
+fn serve<S>(tasks: &mut JoinSet<()>, listener: TcpListener, service: S, state: &Arc<SidecarState>, what: &'static str)
+where
+    S: tower_service::Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+{
     let stop = state.shutdown.clone();
     tasks.spawn(async move {
-        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        let app = axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service);
         // Small frames must leave at once: Nagle plus delayed ACKs adds up to 40 ms.
         let listener = listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
@@ -159,7 +159,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     serve(
         &mut tasks,
         local,
-        crate::http::local_router(state.clone()),
+        crate::http::local_service(state.clone()),
         &state,
         "local",
     );

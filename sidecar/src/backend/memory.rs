@@ -13,8 +13,8 @@ use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 
 use super::{Appended, HistoryRead, PresenceEntry};
-use crate::event::{SharedEvent, StoredEvent, unix_ms};
-use crate::hub::Hub;
+use crate::event::{EncodedEvent, SharedEvent, unix_ms};
+use crate::hub::{Channel, Hub};
 use crate::live_config::LiveTopic;
 
 /// Idempotency keys kept at most, per topic, even when retention allows more.
@@ -30,22 +30,29 @@ pub(crate) fn new_epoch() -> Arc<str> {
     Arc::from(s)
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 struct TopicLog {
     epoch: Arc<str>,
     /// Next offset to assign; offsets start at 1.
     next: u64,
-    events: VecDeque<Arc<SharedEvent>>,
+    /// Retained events with their publish time beside them, so that trimming (on every
+    /// append) reads the time without touching the oldest event's cold memory.
+    events: VecDeque<(u64, Arc<SharedEvent>)>,
+    /// The topic's local subscribers, held so that fan-out skips the hub's lookup.
+    channel: Arc<Channel>,
     ids: HashMap<String, u64>,
     id_order: VecDeque<(u64, String)>,
 }
 
 impl TopicLog {
-    fn new() -> Self {
+    fn new(channel: Arc<Channel>) -> Self {
         Self {
             epoch: new_epoch(),
             next: 1,
             events: VecDeque::new(),
+            channel,
             ids: HashMap::new(),
             id_order: VecDeque::new(),
         }
@@ -57,7 +64,7 @@ impl TopicLog {
         while self
             .events
             .front()
-            .is_some_and(|e| e.stored.published_at_ms < cutoff || self.events.len() > r.max_events as usize)
+            .is_some_and(|(at, _)| *at < cutoff || self.events.len() > r.max_events as usize)
         {
             self.events.pop_front();
         }
@@ -74,7 +81,7 @@ impl TopicLog {
     }
 
     fn first(&self) -> u64 {
-        self.events.front().map_or(self.next, |e| e.offset)
+        self.events.front().map_or(self.next, |(_, e)| e.offset)
     }
 }
 
@@ -82,7 +89,7 @@ impl TopicLog {
 #[derive(Debug)]
 pub struct MemoryBackend {
     hub: Arc<Hub>,
-    logs: RwLock<HashMap<String, Arc<Mutex<TopicLog>>>>,
+    logs: RwLock<FastMap<String, Arc<Mutex<TopicLog>>>>,
     presence: Mutex<HashMap<String, HashMap<String, PresenceEntry>>>,
 }
 
@@ -90,7 +97,7 @@ impl MemoryBackend {
     pub fn new(hub: Arc<Hub>) -> Self {
         Self {
             hub,
-            logs: RwLock::new(HashMap::new()),
+            logs: RwLock::new(FastMap::default()),
             presence: Mutex::new(HashMap::new()),
         }
     }
@@ -102,16 +109,16 @@ impl MemoryBackend {
         self.logs
             .write()
             .entry(topic.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(TopicLog::new())))
+            .or_insert_with(|| Arc::new(Mutex::new(TopicLog::new(self.hub.channel(topic)))))
             .clone()
     }
 
-    pub fn append(&self, topic: &LiveTopic, stored: StoredEvent, dedup: bool) -> Appended {
+    pub fn append(&self, topic: &LiveTopic, event: EncodedEvent, dedup: bool) -> Appended {
         let log = self.log(&topic.name);
         let mut l = log.lock();
         let now = unix_ms();
         l.trim(topic, now);
-        if dedup && let Some(&offset) = l.ids.get(&stored.event.id) {
+        if dedup && let Some(&offset) = l.ids.get(&event.stored.event.id) {
             return Appended {
                 offset,
                 epoch: l.epoch.clone(),
@@ -122,15 +129,17 @@ impl MemoryBackend {
         let offset = l.next;
         l.next += 1;
         if dedup {
-            l.ids.insert(stored.event.id.clone(), offset);
-            l.id_order.push_back((stored.published_at_ms, stored.event.id.clone()));
+            l.ids.insert(event.stored.event.id.clone(), offset);
+            l.id_order
+                .push_back((event.stored.published_at_ms, event.stored.event.id.clone()));
         }
-        let shared = Arc::new(topic.shared_event(offset, l.epoch.clone(), stored));
+        let published_at = event.stored.published_at_ms;
+        let shared = Arc::new(topic.shared_event(offset, l.epoch.clone(), event));
         if topic.config.retention.max_events > 0 {
-            l.events.push_back(shared.clone());
+            l.events.push_back((published_at, shared.clone()));
             l.trim(topic, now);
         }
-        self.hub.fanout(&shared);
+        Hub::fanout_to(&l.channel, &shared);
         Appended {
             offset,
             epoch: l.epoch.clone(),
@@ -150,7 +159,7 @@ impl MemoryBackend {
             .iter()
             .skip(usize::try_from(skip).unwrap_or(usize::MAX))
             .take(limit)
-            .cloned()
+            .map(|(_, e)| e.clone())
             .collect();
         HistoryRead {
             epoch: l.epoch.clone(),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{SharedEvent, StoredEvent};
+use crate::event::{EncodedEvent, SharedEvent};
 use crate::live_config::LiveTopic;
 
 pub use memory::MemoryBackend;
@@ -88,14 +88,14 @@ impl Backend {
         }
     }
 
-    /// Appends (assigning the next offset) unless `stored.event.id` was already accepted
+    /// Appends (assigning the next offset) unless the event's id was already accepted
     /// within retention. The memory backend fans out to local subscribers before it
     /// returns; the Redis backend's listener delivers when the event comes back from
     /// the topic's channel.
-    pub async fn append(&self, topic: &LiveTopic, stored: StoredEvent, dedup: bool) -> Result<Appended, BackendError> {
+    pub async fn append(&self, topic: &LiveTopic, event: EncodedEvent, dedup: bool) -> Result<Appended, BackendError> {
         match self {
-            Backend::Memory(m) => Ok(m.append(topic, stored, dedup)),
-            Backend::Redis(r) => r.append(topic, stored, dedup).await,
+            Backend::Memory(m) => Ok(m.append(topic, event, dedup)),
+            Backend::Redis(r) => r.append(topic, event, dedup).await,
         }
     }
 
@@ -104,12 +104,12 @@ impl Backend {
     pub async fn append_many(
         &self,
         topic: &LiveTopic,
-        events: Vec<(StoredEvent, bool)>,
+        events: Vec<(EncodedEvent, bool)>,
     ) -> Result<Vec<Appended>, BackendError> {
         match self {
             Backend::Memory(m) => Ok(events
                 .into_iter()
-                .map(|(stored, dedup)| m.append(topic, stored, dedup))
+                .map(|(event, dedup)| m.append(topic, event, dedup))
                 .collect()),
             Backend::Redis(r) => r.append_many(topic, events).await,
         }

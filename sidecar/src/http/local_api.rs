@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -64,22 +64,25 @@ fn local_origin(headers: &HeaderMap) -> Origin<'_> {
     }
 }
 
-async fn publish_one(
+// Takes the whole request rather than a `HeaderMap` extractor, which would clone the
+// headers on every publish (the hottest route).
+pub(super) async fn publish_one(
     State(state): State<Arc<SidecarState>>,
     Path(topic): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
     let req: PublishRequest = read_json(body).await?;
-    let accepted = state.publisher.publish(&topic, req, local_origin(&headers)).await?;
+    let accepted = state
+        .publisher
+        .publish(&topic, req, local_origin(&parts.headers))
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
-async fn publish_batch(
-    State(state): State<Arc<SidecarState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+async fn publish_batch(State(state): State<Arc<SidecarState>>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let batch: BatchRequest = read_json(body).await?;
     if batch.events.len() > MAX_BATCH {
         return Err(ApiError::new(

@@ -3,6 +3,7 @@
 
 mod error;
 mod local_api;
+mod local_service;
 mod metrics_api;
 mod public;
 
@@ -18,8 +19,9 @@ pub fn public_router(state: Arc<SidecarState>) -> Router {
     public::router(state)
 }
 
-pub fn local_router(state: Arc<SidecarState>) -> Router {
-    local_api::router(state)
+/// The local API as a service: the publish route's fast path in front of its router.
+pub fn local_service(state: Arc<SidecarState>) -> local_service::LocalService {
+    local_service::LocalService::new(state.clone(), local_api::router(state))
 }
 
 pub fn metrics_router(state: Arc<SidecarState>) -> Router {

@@ -25,8 +25,10 @@ use crate::event::SharedEvent;
 /// How long one fan-out may spend writing to idle connections itself.
 pub const DIRECT_WRITE_BUDGET: Duration = Duration::from_millis(10);
 
+/// One topic's local subscribers. Channels are never removed, so a backend may keep the
+/// handle (see [`Hub::channel`]) and skip the lookup by name on every publish.
 #[derive(Debug, Default)]
-struct Channel {
+pub struct Channel {
     subscribers: ArcSwap<Vec<Arc<Subscriber>>>,
     edit: Mutex<()>,
 }
@@ -34,7 +36,7 @@ struct Channel {
 /// Local subscriptions by topic.
 #[derive(Debug, Default)]
 pub struct Hub {
-    channels: RwLock<HashMap<Arc<str>, Arc<Channel>>>,
+    channels: RwLock<HashMap<Arc<str>, Arc<Channel>, foldhash::fast::RandomState>>,
 }
 
 impl Hub {
@@ -42,7 +44,8 @@ impl Hub {
         Self::default()
     }
 
-    fn channel(&self, topic: &str) -> Arc<Channel> {
+    /// The topic's channel, created when missing.
+    pub fn channel(&self, topic: &str) -> Arc<Channel> {
         if let Some(c) = self.channels.read().get(topic) {
             return c.clone();
         }
@@ -86,6 +89,11 @@ impl Hub {
         let Some(ch) = self.channels.read().get(&*ev.topic).cloned() else {
             return 0;
         };
+        Self::fanout_to(&ch, ev)
+    }
+
+    /// [`Hub::fanout`] to a channel the caller already holds.
+    pub fn fanout_to(ch: &Channel, ev: &Arc<SharedEvent>) -> usize {
         let subs = ch.subscribers.load();
         let started = Instant::now();
         let mut direct = true;

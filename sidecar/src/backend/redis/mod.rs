@@ -54,7 +54,7 @@ use super::{Appended, BackendError, HistoryRead, PresenceEntry};
 use eventcast_api::Priority;
 use eventcast_api::crd::topic::Guarantee;
 
-use crate::event::StoredEvent;
+use crate::event::EncodedEvent;
 use crate::hub::Hub;
 use crate::live_config::{ConfigStore, LiveTopic};
 use crate::metrics::Metrics;
@@ -255,11 +255,12 @@ impl RedisBackend {
     /// comes back to the listener. `critical` events and `atLeastOnce` topics then wait
     /// (bounded) for a replica; when none confirms, the publish still succeeds (the
     /// event is on the master) and `eventcast_replica_wait_total{result}` counts it.
-    pub async fn append(&self, topic: &LiveTopic, stored: StoredEvent, dedup: bool) -> Result<Appended, BackendError> {
+    pub async fn append(&self, topic: &LiveTopic, event: EncodedEvent, dedup: bool) -> Result<Appended, BackendError> {
+        let stored = &event.stored;
         let durable =
             stored.event.priority == Priority::Critical || topic.config.delivery.guarantee == Guarantee::AtLeastOnce;
         let reply = if durable {
-            let (reply, ack) = self.store.append_durable(topic, &stored, dedup).await?;
+            let (reply, ack) = self.store.append_durable(topic, stored, dedup).await?;
             if !reply.duplicate {
                 self.metrics.replica_waits.with_label_values(&[ack.as_str()]).inc();
             }
@@ -268,9 +269,9 @@ impl RedisBackend {
             }
             reply
         } else {
-            self.store.append(topic, &stored, dedup).await?
+            self.store.append(topic, stored, dedup).await?
         };
-        let event = (!reply.duplicate).then(|| Arc::new(topic.shared_event(reply.offset, reply.epoch.clone(), stored)));
+        let event = (!reply.duplicate).then(|| Arc::new(topic.shared_event(reply.offset, reply.epoch.clone(), event)));
         Ok(Appended {
             offset: reply.offset,
             epoch: reply.epoch,
@@ -283,17 +284,19 @@ impl RedisBackend {
     pub async fn append_many(
         &self,
         topic: &LiveTopic,
-        events: Vec<(StoredEvent, bool)>,
+        events: Vec<(EncodedEvent, bool)>,
     ) -> Result<Vec<Appended>, BackendError> {
         let durable = topic.config.delivery.guarantee == Guarantee::AtLeastOnce
-            || events.iter().any(|(s, _)| s.event.priority == Priority::Critical);
+            || events
+                .iter()
+                .any(|(e, _)| e.stored.event.priority == Priority::Critical);
         let replies = self.store.append_many(topic, &events, durable).await?;
         Ok(replies
             .into_iter()
             .zip(events)
-            .map(|(reply, (stored, _))| {
-                let event =
-                    (!reply.duplicate).then(|| Arc::new(topic.shared_event(reply.offset, reply.epoch.clone(), stored)));
+            .map(|(reply, (encoded, _))| {
+                let event = (!reply.duplicate)
+                    .then(|| Arc::new(topic.shared_event(reply.offset, reply.epoch.clone(), encoded)));
                 Appended {
                     offset: reply.offset,
                     epoch: reply.epoch,

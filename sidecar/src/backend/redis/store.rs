@@ -15,7 +15,7 @@ use super::payload::parse_stored;
 use super::scripts::Scripts;
 use crate::backend::memory::new_epoch;
 use crate::backend::{BackendError, HistoryRead};
-use crate::event::{SharedEvent, StoredEvent, unix_ms};
+use crate::event::{EncodedEvent, SharedEvent, StoredEvent, unix_ms};
 use crate::live_config::LiveTopic;
 
 /// Idempotency ids kept at most per topic (as the memory backend).
@@ -243,7 +243,7 @@ impl Store {
     pub async fn append_many(
         &self,
         topic: &LiveTopic,
-        events: &[(StoredEvent, bool)],
+        events: &[(EncodedEvent, bool)],
         durable: bool,
     ) -> Result<Vec<AppendReply>, BackendError> {
         let keys = self.keys.topic(&topic.name);
@@ -254,7 +254,7 @@ impl Store {
         args.push(Value::from(retention_cutoff(topic, unix_ms()).to_string()));
         args.push(Value::from(retention.max_events.to_string()));
         args.push(Value::from(max_ids.to_string()));
-        for (stored, dedup) in events {
+        for (EncodedEvent { stored, .. }, dedup) in events {
             let json =
                 serde_json::to_string(stored).map_err(|e| BackendError::Protocol(format!("encoding event: {e}")))?;
             args.push(Value::from(json));
