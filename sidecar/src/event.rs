@@ -72,26 +72,42 @@ impl From<StoredEvent> for EncodedEvent {
     }
 }
 
-/// Appends `s` as a JSON string literal.
-fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing a `str` into a `Vec` cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+/// Appends `s` as a JSON string literal, escaped as serde_json escapes.
+fn push_json_str(out: &mut String, s: &str) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c < ' ' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// The `event` frame (`{"op":"event","topic":..,"offset":..,"epoch":..,"event":{..}}`)
 /// assembled around the already serialized event.
 fn event_frame(topic: &str, offset: u64, epoch: &str, event_json: &str) -> String {
-    use std::io::Write;
-    let mut out = Vec::with_capacity(event_json.len() + topic.len() + epoch.len() + 64);
-    out.extend_from_slice(br#"{"op":"event","topic":"#);
+    use std::fmt::Write;
+    let mut out = String::with_capacity(event_json.len() + topic.len() + epoch.len() + 64);
+    out.push_str(r#"{"op":"event","topic":"#);
     push_json_str(&mut out, topic);
+    // Writing into a `String` cannot fail.
     let _ = write!(out, r#","offset":{offset},"epoch":"#);
     push_json_str(&mut out, epoch);
-    out.extend_from_slice(br#","event":"#);
-    out.extend_from_slice(event_json.as_bytes());
-    out.push(b'}');
-    // Every piece is UTF-8 (`str`s and serde_json output).
-    String::from_utf8(out).unwrap_or_default()
+    out.push_str(r#","event":"#);
+    out.push_str(event_json);
+    out.push('}');
+    out
 }
 
 /// A stored event at its position, ready to deliver.
@@ -240,7 +256,8 @@ mod tests {
         let mut s = stored(None);
         s.event.data = json!({"text": "quote \" backslash \\ newline \n \u{1} é", "n": [1, 2.5, null]});
         s.event.source = Some("app\"x".into());
-        for (topic, epoch) in [("chat", "e1"), ("we\"ird\\topic", "ep\"och")] {
+        let odd = "q\" b\\ n\n r\r t\t b\u{8} f\u{c} c\u{1}\u{1f} é ✓";
+        for (topic, epoch) in [("chat", "e1"), ("we\"ird\\topic", "ep\"och"), (odd, odd)] {
             let ev = SharedEvent::new(
                 topic.into(),
                 42,

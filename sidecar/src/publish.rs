@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use eventcast_api::pattern::validate_name;
@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::backend::{Backend, BackendError};
-use crate::event::{EncodedEvent, StoredEvent, unix_ms};
+use crate::event::{EncodedEvent, StoredEvent};
 use crate::live_config::{ConfigStore, LiveTopic};
 use crate::metrics::Metrics;
 use crate::policy::rate_limit::{Limited, PublishLimiter};
@@ -144,8 +144,13 @@ fn new_event_id() -> String {
     format!("{:016x}{:08x}", rng.random::<u64>(), rng.random::<u32>())
 }
 
-fn rfc3339_now() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+/// Now as Unix ms and as the RFC 3339 text of `time`, from one clock read.
+fn now_ms_and_rfc3339() -> (u64, String) {
+    let now = SystemTime::now();
+    let ms = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    (ms, OffsetDateTime::from(now).format(&Rfc3339).unwrap_or_default())
 }
 
 fn check_meta(field: &str, v: Option<&String>) -> Result<(), PublishError> {
@@ -416,11 +421,11 @@ impl Publisher {
             ));
         }
 
-        let now = unix_ms();
+        let (now, time) = now_ms_and_rfc3339();
         let event = DeliveredEvent {
             id: req.id.clone().unwrap_or_else(new_event_id),
             event_type: std::mem::take(&mut req.event_type),
-            time: rfc3339_now(),
+            time,
             priority: req.priority.unwrap_or(topic.config.default_priority),
             source: req.source.take(),
             data: std::mem::take(&mut req.data),

@@ -116,7 +116,8 @@ impl MemoryBackend {
     pub fn append(&self, topic: &LiveTopic, event: EncodedEvent, dedup: bool) -> Appended {
         let log = self.log(&topic.name);
         let mut l = log.lock();
-        let now = unix_ms();
+        // Accepted by the pipeline microseconds ago: its time is "now" for trimming.
+        let now = event.stored.published_at_ms;
         l.trim(topic, now);
         if dedup && let Some(&offset) = l.ids.get(&event.stored.event.id) {
             return Appended {

@@ -95,7 +95,9 @@ impl Backend {
     pub async fn append(&self, topic: &LiveTopic, event: EncodedEvent, dedup: bool) -> Result<Appended, BackendError> {
         match self {
             Backend::Memory(m) => Ok(m.append(topic, event, dedup)),
-            Backend::Redis(r) => r.append(topic, event, dedup).await,
+            // Boxed: the Redis call's future is kilobytes, and inline it would make every
+            // publish future that large, moved (copied) as such on the memory backend too.
+            Backend::Redis(r) => Box::pin(r.append(topic, event, dedup)).await,
         }
     }
 
@@ -111,7 +113,7 @@ impl Backend {
                 .into_iter()
                 .map(|(event, dedup)| m.append(topic, event, dedup))
                 .collect()),
-            Backend::Redis(r) => r.append_many(topic, events).await,
+            Backend::Redis(r) => Box::pin(r.append_many(topic, events)).await,
         }
     }
 

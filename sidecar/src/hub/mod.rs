@@ -11,7 +11,7 @@ mod subscriber;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
@@ -95,7 +95,8 @@ impl Hub {
     /// [`Hub::fanout`] to a channel the caller already holds.
     pub fn fanout_to(ch: &Channel, ev: &Arc<SharedEvent>) -> usize {
         let subs = ch.subscribers.load();
-        let started = Instant::now();
+        // The frame was built just before its fan-out: no need for another clock read.
+        let started = ev.received_at;
         let mut direct = true;
         let mut delivered = 0;
         for (i, s) in subs.iter().enumerate() {

@@ -314,7 +314,8 @@ impl PublishLimiter {
                 interval,
                 burst,
             };
-            match shared.take(bucket).await {
+            // Boxed so that the local path's future stays small (see `Backend::append`).
+            match Box::pin(shared.take(bucket)).await {
                 Ok(None) => {}
                 Ok(Some(wait)) => {
                     return Err(Limited {

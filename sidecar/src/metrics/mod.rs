@@ -2,11 +2,14 @@
 //! module. Per-topic handles are resolved once per topic ([`TopicMetrics`]) so the
 //! fan-out path increments plain atomics instead of looking up label values.
 
-use std::collections::HashMap;
+mod event_counts;
+
 use std::sync::Arc;
 
+pub use event_counts::{ByPriority, Count};
+use event_counts::{EventCounts, TopicTable};
+
 use eventcast_api::Priority;
-use parking_lot::RwLock;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -19,8 +22,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Handles for one topic, indexed by `Priority::index()` where per class.
 #[derive(Debug)]
 pub struct TopicMetrics {
-    pub events_in: [IntCounter; 5],
-    pub events_out: [IntCounter; 5],
+    /// Events accepted (see `event_counts` for why these two are not prometheus handles).
+    pub events_in: ByPriority,
+    /// Deliveries written to clients.
+    pub events_out: ByPriority,
     pub shed: [IntCounter; 5],
     pub expired: IntCounter,
     pub acks: IntCounter,
@@ -34,8 +39,8 @@ impl TopicMetrics {
     pub fn detached(_topic: &str) -> Arc<Self> {
         let c = || IntCounter::new("detached", "detached").expect("valid metric name");
         Arc::new(Self {
-            events_in: std::array::from_fn(|_| c()),
-            events_out: std::array::from_fn(|_| c()),
+            events_in: ByPriority::default(),
+            events_out: ByPriority::default(),
             shed: std::array::from_fn(|_| c()),
             expired: c(),
             acks: c(),
@@ -71,8 +76,6 @@ pub struct Metrics {
     pub connections: IntGauge,
     pub connections_opened: IntCounterVec,
     pub subscriptions: IntGauge,
-    pub events_in: IntCounterVec,
-    pub events_out: IntCounterVec,
     pub shed: IntCounterVec,
     pub expired: IntCounterVec,
     pub acks: IntCounterVec,
@@ -100,7 +103,7 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     pub subscription_dropped: IntCounterVec,
     pub subscription_retries: IntCounterVec,
-    topics: RwLock<HashMap<String, Arc<TopicMetrics>>>,
+    topics: TopicTable,
 }
 
 macro_rules! reg {
@@ -127,6 +130,9 @@ impl Metrics {
             )
         );
         let delivery_latency = Priority::HIGHEST_FIRST.map(|p| delivery_latency_vec.with_label_values(&[p.as_str()]));
+        let topics = TopicTable::default();
+        r.register(Box::new(EventCounts::new(topics.clone()).map_err(|e| e.to_string())?))
+            .map_err(|e| e.to_string())?;
         Ok(Arc::new(Self {
             connections: reg!(r, IntGauge::new("eventcast_connections", "Open WebSocket connections")),
             connections_opened: reg!(
@@ -144,23 +150,6 @@ impl Metrics {
                 IntGauge::new(
                     "eventcast_subscriptions",
                     "Active topic subscriptions of WebSocket clients"
-                )
-            ),
-            events_in: reg!(
-                r,
-                IntCounterVec::new(
-                    Opts::new("eventcast_events_in_total", "Events accepted for publishing"),
-                    topic_prio
-                )
-            ),
-            events_out: reg!(
-                r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "eventcast_events_out_total",
-                        "Event deliveries written to WebSocket clients"
-                    ),
-                    topic_prio
                 )
             ),
             shed: reg!(
@@ -354,7 +343,7 @@ impl Metrics {
                 )
             ),
             registry: r,
-            topics: RwLock::new(HashMap::new()),
+            topics,
         }))
     }
 
@@ -369,8 +358,8 @@ impl Metrics {
                 let by_prio =
                     |vec: &IntCounterVec| Priority::HIGHEST_FIRST.map(|p| vec.with_label_values(&[topic, p.as_str()]));
                 Arc::new(TopicMetrics {
-                    events_in: by_prio(&self.events_in),
-                    events_out: by_prio(&self.events_out),
+                    events_in: ByPriority::default(),
+                    events_out: ByPriority::default(),
                     shed: by_prio(&self.shed),
                     expired: self.expired.with_label_values(&[topic]),
                     acks: self.acks.with_label_values(&[topic]),
@@ -399,12 +388,9 @@ impl Metrics {
     /// topics and priorities since start.
     pub fn event_totals(&self) -> (u64, u64) {
         let topics = self.topics.read();
-        topics.values().fold((0, 0), |(i, o), t| {
-            (
-                i + t.events_in.iter().map(IntCounter::get).sum::<u64>(),
-                o + t.events_out.iter().map(IntCounter::get).sum::<u64>(),
-            )
-        })
+        topics
+            .values()
+            .fold((0, 0), |(i, o), t| (i + t.events_in.total(), o + t.events_out.total()))
     }
 
     /// Prometheus text exposition.
@@ -443,6 +429,14 @@ mod tests {
             text.contains(r#"eventcast_events_in_total{priority="high",topic="chat.room-1"} 1"#),
             "{text}"
         );
+        t.events_out[Priority::Low.index()].inc();
+        t.events_out[Priority::Low.index()].inc();
+        m.topic("a.first");
+        let text = m.render();
+        assert!(text.contains("# TYPE eventcast_events_out_total counter"), "{text}");
+        assert!(text.contains(r#"eventcast_events_out_total{priority="low",topic="chat.room-1"} 2"#));
+        assert!(text.contains(r#"eventcast_events_out_total{priority="critical",topic="a.first"} 0"#));
+        assert_eq!(m.event_totals(), (1, 2));
         assert!(text.contains(r#"eventcast_config_info{version="v-abc"} 1"#));
         assert!(Arc::ptr_eq(&t, &m.topic("chat.room-1")));
     }
