@@ -2,8 +2,9 @@
 //! load (schema validators, JWT keys, per-topic metric handles and ack settings), so
 //! requests never compile anything.
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -34,6 +35,10 @@ pub struct LiveTopic {
     pub schema: Option<SchemaValidator>,
     pub metrics: Arc<TopicMetrics>,
     pub ack: Option<Arc<AckPolicy>>,
+    /// A backend's state for this topic, cached here so that a publish finds it without
+    /// a lookup by name (whose cold hash-table and key lines showed on the many-topics
+    /// profile). Weak: the backend owns the state and may drop it.
+    pub backend_state: OnceLock<Weak<dyn Any + Send + Sync>>,
 }
 
 impl LiveTopic {
@@ -60,6 +65,7 @@ impl LiveTopic {
             schema,
             ack,
             config,
+            backend_state: OnceLock::new(),
         })
     }
 

@@ -6,8 +6,9 @@
 //! connection see a topic's events in offset order. The lock is a plain mutex held for
 //! a bounded, non-async stretch (append + fan-out), never across an await.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
 use rand::Rng;
@@ -42,6 +43,9 @@ struct TopicLog {
     events: VecDeque<(u64, Arc<SharedEvent>)>,
     /// The topic's local subscribers, held so that fan-out skips the hub's lookup.
     channel: Arc<Channel>,
+    /// Dropped from the backend (purge, topic no longer configured): a topic that
+    /// cached this log must look its log up again.
+    purged: bool,
     ids: HashMap<String, u64>,
     id_order: VecDeque<(u64, String)>,
 }
@@ -53,6 +57,7 @@ impl TopicLog {
             next: 1,
             events: VecDeque::new(),
             channel,
+            purged: false,
             ids: HashMap::new(),
             id_order: VecDeque::new(),
         }
@@ -102,6 +107,24 @@ impl MemoryBackend {
         }
     }
 
+    /// The topic's log, from the topic's cache when it holds one (see
+    /// `LiveTopic::backend_state`).
+    fn topic_log(&self, topic: &LiveTopic) -> Arc<Mutex<TopicLog>> {
+        if let Some(log) = topic
+            .backend_state
+            .get()
+            .and_then(Weak::upgrade)
+            .and_then(|state| state.downcast::<Mutex<TopicLog>>().ok())
+        {
+            return log;
+        }
+        let log = self.log(&topic.name);
+        let state: Arc<dyn Any + Send + Sync> = log.clone();
+        // Set once per live topic; a purged log's entry stays dead and misses from then on.
+        let _ = topic.backend_state.set(Arc::downgrade(&state));
+        log
+    }
+
     fn log(&self, topic: &str) -> Arc<Mutex<TopicLog>> {
         if let Some(l) = self.logs.read().get(topic) {
             return l.clone();
@@ -114,8 +137,19 @@ impl MemoryBackend {
     }
 
     pub fn append(&self, topic: &LiveTopic, event: EncodedEvent, dedup: bool) -> Appended {
-        let log = self.log(&topic.name);
+        let log = self.topic_log(topic);
         let mut l = log.lock();
+        if l.purged {
+            // Purged after the topic cached it: append to the topic's current log.
+            drop(l);
+            let log = self.log(&topic.name);
+            let mut l = log.lock();
+            return Self::append_locked(&mut l, topic, event, dedup);
+        }
+        Self::append_locked(&mut l, topic, event, dedup)
+    }
+
+    fn append_locked(l: &mut TopicLog, topic: &LiveTopic, event: EncodedEvent, dedup: bool) -> Appended {
         // Accepted by the pipeline microseconds ago: its time is "now" for trimming.
         let now = event.stored.published_at_ms;
         l.trim(topic, now);
@@ -205,12 +239,20 @@ impl MemoryBackend {
     /// presence). Its next append creates a new log under a new epoch, so a client
     /// recovering from an old position gets `recovered: false`, never other data.
     pub fn purge_topic(&self, topic: &str) {
-        self.logs.write().remove(topic);
+        if let Some(log) = self.logs.write().remove(topic) {
+            log.lock().purged = true;
+        }
         self.presence.lock().remove(topic);
     }
 
     pub fn retain_topics(&self, keep: &dyn Fn(&str) -> bool) {
-        self.logs.write().retain(|t, _| keep(t));
+        self.logs.write().retain(|t, log| {
+            let keep = keep(t);
+            if !keep {
+                log.lock().purged = true;
+            }
+            keep
+        });
         self.presence.lock().retain(|t, _| keep(t));
     }
 }

@@ -215,9 +215,10 @@ impl Outbox {
 
     /// Queues an event in its class, shedding as described in the module docs, or
     /// writes it at once when the connection is idle.
-    pub fn enqueue(&self, ev: Arc<SharedEvent>) -> Enqueued {
+    /// Takes a reference: a direct write needs no reference count of its own.
+    pub fn enqueue(&self, ev: &Arc<SharedEvent>) -> Enqueued {
         if let Some(socket) = &self.socket {
-            match socket.try_write_now(&ev, || self.inner.lock().is_idle()) {
+            match socket.try_write_now(ev, || self.inner.lock().is_idle()) {
                 DirectWrite::Written => return Enqueued::Sent,
                 DirectWrite::NeedsWriter => {
                     self.notify.notify_one();
@@ -226,7 +227,7 @@ impl Outbox {
                 DirectWrite::Declined => {}
             }
         }
-        self.queue(ev)
+        self.queue(ev.clone())
     }
 
     /// Queues an event in its class (never writes it directly).
@@ -428,11 +429,11 @@ mod tests {
     #[test]
     fn higher_classes_first_fifo_within_class_control_before_all() {
         let o = Outbox::new(1 << 20);
-        o.enqueue(ev("a", 1, Priority::Low, 10));
-        o.enqueue(ev("a", 2, Priority::Critical, 10));
-        o.enqueue(ev("a", 3, Priority::Normal, 10));
-        o.enqueue(ev("a", 4, Priority::Critical, 10));
-        o.enqueue(ev("a", 5, Priority::Background, 10));
+        o.enqueue(&ev("a", 1, Priority::Low, 10));
+        o.enqueue(&ev("a", 2, Priority::Critical, 10));
+        o.enqueue(&ev("a", 3, Priority::Normal, 10));
+        o.enqueue(&ev("a", 4, Priority::Critical, 10));
+        o.enqueue(&ev("a", 5, Priority::Background, 10));
         o.push_control(&ServerFrame::Pong { id: None });
         assert_eq!(
             drain(&o),
@@ -445,7 +446,7 @@ mod tests {
     fn full_class_sheds_its_oldest_and_reports_lag() {
         let o = Outbox::new(1 << 20);
         for off in 1..=5 {
-            o.enqueue(ev("chat", off, Priority::Normal, 3));
+            o.enqueue(&ev("chat", off, Priority::Normal, 3));
         }
         let frames = drain(&o);
         assert_eq!(frames[0], r#"{"op":"lagged","topic":"chat","from":1,"to":2}"#);
@@ -456,11 +457,17 @@ mod tests {
     fn byte_budget_sheds_lowest_class_first() {
         let one = ev("hi", 1, Priority::Normal, 100).frame.len();
         let o = Outbox::new(one * 3);
-        o.enqueue(ev("bg", 1, Priority::Background, 100));
-        o.enqueue(ev("lo", 1, Priority::Low, 100));
-        o.enqueue(ev("hi", 1, Priority::High, 100));
-        assert_eq!(o.enqueue(ev("hi", 2, Priority::High, 100)), Enqueued::QueuedWithShed(1));
-        assert_eq!(o.enqueue(ev("hi", 3, Priority::High, 100)), Enqueued::QueuedWithShed(1));
+        o.enqueue(&ev("bg", 1, Priority::Background, 100));
+        o.enqueue(&ev("lo", 1, Priority::Low, 100));
+        o.enqueue(&ev("hi", 1, Priority::High, 100));
+        assert_eq!(
+            o.enqueue(&ev("hi", 2, Priority::High, 100)),
+            Enqueued::QueuedWithShed(1)
+        );
+        assert_eq!(
+            o.enqueue(&ev("hi", 3, Priority::High, 100)),
+            Enqueued::QueuedWithShed(1)
+        );
         let frames = drain(&o);
         assert!(frames.contains(&r#"{"op":"lagged","topic":"bg","from":1,"to":1}"#.to_owned()));
         assert!(frames.contains(&r#"{"op":"lagged","topic":"lo","from":1,"to":1}"#.to_owned()));
@@ -470,22 +477,22 @@ mod tests {
     #[test]
     fn critical_is_never_shed_silently() {
         let o = Outbox::new(1 << 20);
-        o.enqueue(ev("orders", 1, Priority::Critical, 2));
-        o.enqueue(ev("orders", 2, Priority::Critical, 2));
-        assert_eq!(o.enqueue(ev("orders", 3, Priority::Critical, 2)), Enqueued::Closing);
+        o.enqueue(&ev("orders", 1, Priority::Critical, 2));
+        o.enqueue(&ev("orders", 2, Priority::Critical, 2));
+        assert_eq!(o.enqueue(&ev("orders", 3, Priority::Critical, 2)), Enqueued::Closing);
         let reason = o.closing().expect("closing");
         assert_eq!(reason.code, eventcast_api::protocol::disconnect_code::SLOW_CONSUMER);
         assert!(reason.reconnect);
         assert!(reason.reason.contains("orders"));
-        assert_eq!(o.enqueue(ev("orders", 4, Priority::Low, 2)), Enqueued::Closing);
+        assert_eq!(o.enqueue(&ev("orders", 4, Priority::Low, 2)), Enqueued::Closing);
     }
 
     #[test]
     fn critical_over_byte_budget_closes() {
         let one = ev("x", 0, Priority::Critical, 100).frame.len();
         let o = Outbox::new(one);
-        assert_eq!(o.enqueue(ev("c", 1, Priority::Critical, 100)), Enqueued::Queued);
-        assert_eq!(o.enqueue(ev("c", 2, Priority::Critical, 100)), Enqueued::Closing);
+        assert_eq!(o.enqueue(&ev("c", 1, Priority::Critical, 100)), Enqueued::Queued);
+        assert_eq!(o.enqueue(&ev("c", 2, Priority::Critical, 100)), Enqueued::Closing);
         assert!(o.closing().is_some());
     }
 
@@ -493,7 +500,7 @@ mod tests {
     fn batches_respect_max_and_skip_expired() {
         let o = Outbox::new(1 << 20);
         for off in 1..=5 {
-            o.enqueue(ev("t", off, Priority::Normal, 10));
+            o.enqueue(&ev("t", off, Priority::Normal, 10));
         }
         let mut out = Vec::new();
         assert_eq!(o.take_batch(2, 0, &mut out), 2);
@@ -509,7 +516,7 @@ mod tests {
             None,
             TopicMetrics::detached("t"),
         ));
-        o.enqueue(expiring);
+        o.enqueue(&expiring);
         let mut out = Vec::new();
         assert_eq!(o.take_batch(10, 200, &mut out), 3, "expired event skipped");
     }
@@ -517,14 +524,14 @@ mod tests {
     #[test]
     fn replays_ignore_the_live_cap_and_go_first() {
         let o = Outbox::new(1 << 20);
-        o.enqueue(ev("other", 9, Priority::Critical, 2));
+        o.enqueue(&ev("other", 9, Priority::Critical, 2));
         for off in 1..=5 {
             assert_eq!(
                 o.enqueue_replay(ev("orders", off, Priority::Critical, 2)),
                 Enqueued::Queued
             );
         }
-        assert_eq!(o.enqueue(ev("orders", 6, Priority::Critical, 2)), Enqueued::Queued);
+        assert_eq!(o.enqueue(&ev("orders", 6, Priority::Critical, 2)), Enqueued::Queued);
         assert!(o.closing().is_none());
         assert_eq!(
             drain(&o),
@@ -543,8 +550,8 @@ mod tests {
         };
         let a = counted(1 << 20);
         let b = counted(1 << 20);
-        a.enqueue(ev("t", 1, Priority::Normal, 10));
-        a.enqueue(ev("t", 2, Priority::Normal, 10));
+        a.enqueue(&ev("t", 1, Priority::Normal, 10));
+        a.enqueue(&ev("t", 2, Priority::Normal, 10));
         a.push_control(&ServerFrame::Pong { id: None });
         assert_eq!(backlog.get(), 1, "once per connection, however much waits");
         b.enqueue_replay(ev("t", 1, Priority::Normal, 10));
@@ -563,7 +570,7 @@ mod tests {
     #[tokio::test]
     async fn push_before_wait_is_not_lost() {
         let o = Outbox::new(1 << 20);
-        o.enqueue(ev("t", 1, Priority::Normal, 10));
+        o.enqueue(&ev("t", 1, Priority::Normal, 10));
         tokio::time::timeout(std::time::Duration::from_secs(1), o.notified())
             .await
             .expect("permit stored");

@@ -213,7 +213,7 @@ pub(crate) async fn write_loop(socket: &Socket, shared: &Shared) {
                     match d {
                         Due::Redeliver(ev) => {
                             ev.metrics.redeliveries.inc();
-                            outbox.enqueue(ev);
+                            outbox.enqueue(&ev);
                         }
                         Due::DeadLetter { ev, sends } => Box::pin(dead_letter(shared, &ev, sends)).await,
                     }

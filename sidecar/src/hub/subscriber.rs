@@ -91,16 +91,19 @@ impl Subscriber {
     fn enqueue_live(&self, ev: &Arc<SharedEvent>, direct: bool) -> Enqueued {
         {
             let mut mark = self.watermark.lock();
-            if let Some((epoch, offset)) = &*mark
-                && **epoch == *ev.epoch
-                && ev.offset <= *offset
-            {
-                return Enqueued::Queued;
+            match &mut *mark {
+                Some((epoch, offset)) if Arc::ptr_eq(epoch, &ev.epoch) || **epoch == *ev.epoch => {
+                    if ev.offset <= *offset {
+                        return Enqueued::Queued;
+                    }
+                    // Same epoch: keep its `Arc` (no reference count traffic per event).
+                    *offset = ev.offset;
+                }
+                _ => *mark = Some((ev.epoch.clone(), ev.offset)),
             }
-            *mark = Some((ev.epoch.clone(), ev.offset));
         }
         if direct {
-            self.outbox.enqueue(ev.clone())
+            self.outbox.enqueue(ev)
         } else {
             self.outbox.queue(ev.clone())
         }
