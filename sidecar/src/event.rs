@@ -72,26 +72,16 @@ impl From<StoredEvent> for EncodedEvent {
     }
 }
 
-/// Appends `s` as a JSON string literal, escaped as serde_json escapes.
+/// Appends `s` as a JSON string literal. Topic names and epochs need no escaping, so
+/// they are copied as they are; anything else is escaped by serde_json.
 fn push_json_str(out: &mut String, s: &str) {
-    use std::fmt::Write;
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c < ' ' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
     }
-    out.push('"');
 }
 
 /// The `event` frame (`{"op":"event","topic":..,"offset":..,"epoch":..,"event":{..}}`)

@@ -104,12 +104,11 @@ impl Collector for EventCounts {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let topics = self.topics.read();
-        let mut names: Vec<&String> = topics.keys().collect();
-        names.sort();
-        let mut rows_in = Vec::with_capacity(names.len() * 5);
-        let mut rows_out = Vec::with_capacity(names.len() * 5);
-        for name in names {
-            let Some(t) = topics.get(name) else { continue };
+        let mut sorted: Vec<_> = topics.iter().collect();
+        sorted.sort_by_key(|(name, _)| *name);
+        let mut rows_in = Vec::with_capacity(sorted.len() * 5);
+        let mut rows_out = Vec::with_capacity(sorted.len() * 5);
+        for (name, t) in sorted {
             for p in Priority::HIGHEST_FIRST {
                 let row = |count: &Count| {
                     // Label pairs in name order, as the text format expects them.
