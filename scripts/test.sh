@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# tikv-jemalloc-sys (the sidecar's allocator) builds jemalloc with make.
+command -v make >/dev/null 2>&1 || need_apt+=(make)
 # The Redis backend's tests run against a real 6-node Redis Cluster (e2e/redis-cluster.sh).
 if [ "${EVENTCAST_SKIP_REDIS_TESTS:-}" != 1 ] &&
   ! { command -v redis-server && command -v redis-cli; } >/dev/null 2>&1; then
