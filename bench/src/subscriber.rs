@@ -53,10 +53,13 @@ pub async fn run(
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
         return;
     }
+    // Created once: a `changed()` future per message would register with and leave
+    // the channel's waiter list (a lock shared by every connection) each time.
+    let mut stop = std::pin::pin!(shutdown.changed());
     loop {
         let mut next = tokio::select! {
             biased;
-            _ = shutdown.changed() => {
+            _ = &mut stop => {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
                 return;
             }
