@@ -2,6 +2,7 @@
 //! connection's session loop, writer, subscriptions, outbound queues and ack tracking.
 
 pub mod acks;
+mod halves;
 pub mod outbox;
 pub mod session;
 pub mod socket;

@@ -1,7 +1,8 @@
 //! One WebSocket connection from upgrade to close: authentication, the read loop that
 //! dispatches client frames, and clean-up (unsubscribe, presence leave, registry).
-//! Reading and writing run concurrently inside the connection's single task (`select!`
-//! over the two loops), so an idle connection costs one task and a few small structs.
+//! Reading and writing run concurrently inside the connection's single task (see
+//! `halves`: each loop is polled only when it was woken), so an idle connection costs
+//! one task and a few small structs.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use serde_json::json;
 
 use super::ConnInfo;
 use super::acks::AckTracker;
+use super::halves::first_of;
 use super::outbox::{CloseReason, Outbox};
 use super::socket::{Incoming, Socket};
 use super::subscribe::SubscriptionSet;
@@ -112,10 +114,7 @@ pub async fn serve(state: Arc<SidecarState>, ws: WebSocket, ip: IpAddr, pre_auth
         PreAuth::Failed(e) => info.outbox.close(auth_failure(&e)),
     }
 
-    tokio::select! {
-        () = reader.run(Incoming(socket.clone())) => {}
-        () = write_loop(&socket, &shared) => {}
-    }
+    first_of(reader.run(Incoming(socket.clone())), write_loop(&socket, &shared)).await;
     // Close the TCP connection now, even while a fan-out still holds the outbox.
     socket.release();
     info.outbox.release();
