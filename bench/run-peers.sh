@@ -10,12 +10,15 @@
 #    SERVER_CPUS (taskset) and the load generator to BENCH_CPUS:
 #      fanout  1 topic, FANOUT_SUBS subscribers (1k/5k/15k), rate stepped up
 #      topics  TOPICS topics x TOPIC_SUBS subscribers, uniform publishing, stepped up
-#      latency LATENCY_SUBS subscribers at LATENCY_DELIVERIES deliveries/s, and its
-#              floor: no server, one core writing a ready frame to each connection
+#      latency LATENCY_DELIVERIES deliveries/s in two shapes, each with its floor (no
+#              server, one core writing a ready frame to each connection): LATENCY_SUBS
+#              subscribers (a large fan-out per event) and LATENCY_SMALL_SUBS (many
+#              small fan-outs, the same deliveries/s)
 #      idle    IDLE_CONNS idle connections: server RSS per connection
 #      redis   two instances over Redis (Eventcast: Redis Cluster of
 #              e2e/redis-cluster.sh; peers: one redis-server), publish on A,
-#              subscribe on B: fan-out stepped up, and latency as above
+#              subscribe on B: fan-out stepped up (REDIS_SUBS), and latency with
+#              REDIS_SUBS and LATENCY_SMALL_SUBS subscribers
 # 3. writes bench/results/peers.csv and PNG charts, and the Markdown table between
 #    the markers <!-- peers-bench:begin --> / <!-- peers-bench:end --> in BENCHMARKS.md
 #    (bench/peers/report.py). Raw JSON, logs and the exact commands go to target/peers-bench/.
@@ -25,7 +28,8 @@
 #   FANOUT_SUBS [1000 5000 15000]        FANOUT_DELIVERIES [25000,...,1600000] (deliveries/s steps)
 #   STEP_SECS [5]  MAX_P99_MS [50] (the "sustained" limit)  STEP_LIMIT_P99_MS [1000] (steps stop beyond it)
 #   TOPICS [5000]  TOPIC_SUBS [2]  TOPIC_RATES [2000,...] (events/s steps)
-#   LATENCY_SUBS [1000]  LATENCY_DELIVERIES [50000]  LATENCY_SECS [20]
+#   LATENCY_SUBS [1000]  LATENCY_SMALL_SUBS [100] (0: that shape is not run)
+#   LATENCY_DELIVERIES [50000]  LATENCY_SECS [20]
 #   IDLE_CONNS [15000]  REDIS_SUBS [1000]  PAYLOAD [100]  HTTP_CONNS [16]
 #   SERVER_CPUS [0]  BENCH_CPUS [1]  BENCH_THREADS [1]  SOURCE_ADDRS [127.0.0.2-127.0.0.50]
 #   REDIS_CLUSTER_BASE_PORT [7500]  REDIS_CLUSTER_DIR [/tmp/ec-redis-bench]  PEER_REDIS_PORT [7600]
@@ -33,7 +37,7 @@
 #   the CSV/charts/table from RAW)  SKIP_INSTALL=1  SKIP_BUILD=1
 # A quick smoke run:
 #   FANOUT_SUBS=200 FANOUT_DELIVERIES=2000,4000 STEP_SECS=2 TOPICS=50 TOPIC_RATES=200 \
-#   LATENCY_SECS=3 LATENCY_DELIVERIES=5000 IDLE_CONNS=500 REDIS_SUBS=100 LATENCY_SUBS=100 \
+#   LATENCY_SECS=3 LATENCY_DELIVERIES=5000 IDLE_CONNS=500 REDIS_SUBS=100 LATENCY_SUBS=100 LATENCY_SMALL_SUBS=20 \
 #   OUT=target/peers-smoke RAW=target/peers-smoke/raw BENCHMARKS=target/peers-smoke/B.md bench/run-peers.sh
 set -euo pipefail
 
@@ -51,6 +55,7 @@ TOPICS=${TOPICS:-5000}
 TOPIC_SUBS=${TOPIC_SUBS:-2}
 TOPIC_RATES=${TOPIC_RATES:-2000,5000,10000,20000,25000,30000,35000,40000,45000,50000,60000}
 LATENCY_SUBS=${LATENCY_SUBS:-1000}
+LATENCY_SMALL_SUBS=${LATENCY_SMALL_SUBS:-100}
 LATENCY_DELIVERIES=${LATENCY_DELIVERIES:-50000}
 LATENCY_SECS=${LATENCY_SECS:-20}
 IDLE_CONNS=${IDLE_CONNS:-15000}
@@ -361,33 +366,52 @@ scenario_topics() {
     stop_servers
 }
 
-scenario_latency() { # scenario_latency SYSTEM BACKEND
-    local system=$1 backend=${2:-memory} subs
-    subs=$LATENCY_SUBS
-    [[ $backend == redis ]] && subs=$REDIS_SUBS
-    [[ $backend == redis ]] || start_system "$system" memory
-    run_bench "latency-$backend-$system" "$system" "$backend" latency "$subs" 1 -- \
-        fanout --system "$system" --ws "$WS" --publish "$PUB" --topic bench --subscribers "$subs" \
-        --source-addrs "$SOURCE_ADDRS" --rate "$(rates_for "$LATENCY_DELIVERIES" "$subs")" \
-        --duration "$LATENCY_SECS" --payload-bytes "$PAYLOAD" --http-conns 4 --server-pid "$CPU_PIDS"
-    [[ $backend == redis ]] || stop_servers
+# Subscriber counts of the latency runs of BACKEND, the large fan-out first.
+latency_shapes() { # latency_shapes BACKEND
+    local large=$LATENCY_SUBS
+    [[ $1 == redis ]] && large=$REDIS_SUBS
+    echo "$large"
+    if [[ -n $LATENCY_SMALL_SUBS && $LATENCY_SMALL_SUBS != 0 && $LATENCY_SMALL_SUBS != "$large" ]]; then
+        echo "$LATENCY_SMALL_SUBS"
+    fi
 }
 
-# The floor of the latency scenario: no server, one pinned core writing a ready frame
-# to each of LATENCY_SUBS loopback connections (eventcast-bench floor). Runs once.
+# Every latency shape of BACKEND, each on freshly started servers. The first (large)
+# shape's run is named latency-BACKEND-SYSTEM, the others latency-BACKEND-SYSTEM-SUBS.
+scenario_latency() { # scenario_latency SYSTEM [BACKEND]
+    local system=$1 backend=${2:-memory} subs name
+    for subs in $(latency_shapes "$backend"); do
+        name=latency-$backend-$system
+        [[ $subs == "$(latency_shapes "$backend" | head -1)" ]] || name+=-$subs
+        start_system "$system" "$backend"
+        run_bench "$name" "$system" "$backend" latency "$subs" 1 -- \
+            fanout --system "$system" --ws "$WS" --publish "$PUB" --topic bench --subscribers "$subs" \
+            --source-addrs "$SOURCE_ADDRS" --rate "$(rates_for "$LATENCY_DELIVERIES" "$subs")" \
+            --duration "$LATENCY_SECS" --payload-bytes "$PAYLOAD" --http-conns 4 --server-pid "$CPU_PIDS"
+        stop_servers
+    done
+}
+
+# The floor of each memory latency shape: no server, one pinned core writing a ready
+# frame to each of SUBS loopback connections (eventcast-bench floor). Named floor for
+# the large shape, floor-SUBS for the others.
 floor_latency() {
-    local sender=${SERVER_CPUS%%[,-]*} receiver=${BENCH_CPUS%%[,-]*}
-    local cmd=(taskset -c "$sender,$receiver" "$BENCH" floor --conns "$LATENCY_SUBS"
-        --rate "$(rates_for "$LATENCY_DELIVERIES" "$LATENCY_SUBS")" --duration "$LATENCY_SECS"
-        --sender-cpu "$sender" --receiver-cpu "$receiver" --json)
-    local shown=${cmd[*]}
-    shown=${shown//$ROOT\//}
-    echo >&2
-    log "=== floor: $shown"
-    printf 'floor\t%s\n' "$shown" >>"$RAW/commands.tsv"
-    local status=ok
-    "${cmd[@]}" >"$RAW/json/floor.json" 2> >(tee "$RAW/logs/floor.log" >&2) || status=failed
-    printf 'floor\tfloor\tmemory\tfloor\t%s\t1\t%s\n' "$LATENCY_SUBS" "$status" >>"$RAW/runs.tsv"
+    local sender=${SERVER_CPUS%%[,-]*} receiver=${BENCH_CPUS%%[,-]*} subs name
+    for subs in $(latency_shapes memory); do
+        name=floor
+        [[ $subs == "$LATENCY_SUBS" ]] || name+=-$subs
+        local cmd=(taskset -c "$sender,$receiver" "$BENCH" floor --conns "$subs"
+            --rate "$(rates_for "$LATENCY_DELIVERIES" "$subs")" --duration "$LATENCY_SECS"
+            --sender-cpu "$sender" --receiver-cpu "$receiver" --json)
+        local shown=${cmd[*]}
+        shown=${shown//$ROOT\//}
+        echo >&2
+        log "=== $name: $shown"
+        printf '%s\t%s\n' "$name" "$shown" >>"$RAW/commands.tsv"
+        local status=ok
+        "${cmd[@]}" >"$RAW/json/$name.json" 2> >(tee "$RAW/logs/$name.log" >&2) || status=failed
+        printf '%s\tfloor\tmemory\tfloor\t%s\t1\t%s\n' "$name" "$subs" "$status" >>"$RAW/runs.tsv"
+    done
 }
 
 scenario_idle() {
@@ -408,10 +432,8 @@ scenario_redis() {
         --duration "$STEP_SECS" --max-p99-ms "$STEP_LIMIT_P99_MS" --payload-bytes "$PAYLOAD" \
         --http-conns 4 --server-pid "$CPU_PIDS"
     stop_servers
-    # Fresh instances for the latency run (the step run may have left them saturated).
-    start_system "$system" redis
+    # Fresh instances for each latency run (the step run may have left them saturated).
     scenario_latency "$system" redis
-    stop_servers
 }
 
 # ------------------------------------------------------------ preparation --
@@ -458,6 +480,7 @@ write_meta() {
         echo "max_p99_ms=$MAX_P99_MS"
         echo "latency_deliveries=$LATENCY_DELIVERIES"
         echo "latency_subs=$LATENCY_SUBS"
+        echo "latency_small_subs=$LATENCY_SMALL_SUBS"
         echo "redis_subs=$REDIS_SUBS"
         echo "idle_conns=$IDLE_CONNS"
         echo "topics=$TOPICS"

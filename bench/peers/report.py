@@ -36,6 +36,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 SYSTEMS = ["eventcast", "socketio", "nchan"]
 LABEL = {"eventcast": "Eventcast", "socketio": "Socket.IO", "nchan": "nchan"}
@@ -200,6 +201,15 @@ def write_csv(runs, out, max_p99):
     return path
 
 
+def log_axis(ax):
+    """A log-scale y axis labelled with plain numbers (0.5, 2, 10), not powers of ten."""
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
 def find(runs, scenario, system, backend="memory", subscribers=None):
     for r in runs:
         if (r["scenario"], r["system"], r["backend"]) == (scenario, system, backend) and (
@@ -208,12 +218,27 @@ def find(runs, scenario, system, backend="memory", subscribers=None):
     return None
 
 
-def floor_run(runs):
-    """The `eventcast-bench floor` run of the latency scenario, if it succeeded."""
+def floor_run(runs, subscribers=None):
+    """The `eventcast-bench floor` run of the latency shape with `subscribers` (the
+    first floor run when None), if it succeeded."""
     for r in runs:
-        if r["scenario"] == "floor" and r["data"] is not None:
+        if r["scenario"] == "floor" and r["data"] is not None and (
+                subscribers is None or r["subscribers"] == subscribers):
             return r["data"]
     return None
+
+
+def latency_shapes(runs, backend):
+    """Subscriber counts of the latency runs of `backend`, the large fan-out first."""
+    return sorted({r["subscribers"] for r in runs if r["scenario"] == "latency" and r["backend"] == backend},
+                  reverse=True)
+
+
+def latency_key(backend, subs, shapes):
+    """Summary row key of a latency shape: `latency` / `redis-latency` for the large
+    fan-out (the first shape), with `-SUBS` appended for the others."""
+    key = "latency" if backend == "memory" else "redis-latency"
+    return key if subs == shapes[0] else f"{key}-{subs}"
 
 
 def num(v):
@@ -310,10 +335,12 @@ def idle_cell(run):
     return text, kib
 
 
-def target_rows(values, floor=None):
+def target_rows(values, floors=None):
     """Issue 6 targets from the summary values {row: {system: value}}; step rows hold
-    (sustained, lossless, saturated) tuples. `floor` is the floor run's data: a latency
-    target below its p99 is out of reach for any server on this machine."""
+    (sustained, lossless, saturated) tuples. `floors` maps a latency row to its floor
+    run's data: a latency target below the floor's p99 is out of reach for any server
+    on this machine."""
+    floors = floors or {}
     rows = []
 
     def compare(label, e, o, want, better_low, what, note=""):
@@ -346,11 +373,12 @@ def target_rows(values, floor=None):
             elif not o[2]:
                 note = f" ({LABEL[other]} not saturated: a floor)"
             compare(f"{name}: {tlabel}", e[i], o[i], want, False, what, note)
-    for row in ("latency", "redis-latency"):
+    for row in [k for k in values if k.startswith("latency")] + [k for k in values if k.startswith("redis-latency")]:
         if row in values:
             note = ""
             sio = values[row].get("socketio")
-            if row == "latency" and floor and sio and sio / 3 < floor["latency"]["p99_ms"]:
+            floor = floors.get(row)
+            if floor and sio and sio / 3 < floor["latency"]["p99_ms"]:
                 note = (f" (below the floor: no server, one core writing a ready frame to each connection, "
                         f"p99 {ms(floor['latency']['p99_ms'])} ms)")
             compare(f"{ROW_TITLES[row]}: p99 <= 1/3 of Socket.IO's", values[row].get("eventcast"),
@@ -387,11 +415,14 @@ def summary(runs, meta):
         rows.append(("topics", f"{t:,} topics x {meta.get('topic_subs', '?')} subscribers, uniform publishing: "
                      "max sustained / max lossless deliveries/s",
                      lambda s: step_cell(find(runs, "topics", s), max_p99)))
-    if any(r["scenario"] == "latency" and r["backend"] == "memory" for r in runs):
-        ROW_TITLES["latency"] = "latency"
-        rows.append(("latency", f"Latency at {num(float(meta.get('latency_deliveries', 0)))} deliveries/s "
-                     f"({num(float(meta.get('latency_subs', 0)))} subscribers): p50 / p90 / p99 / p99.9",
-                     lambda s: latency_cell(find(runs, "latency", s))))
+    deliveries = float(meta.get("latency_deliveries", 0))
+    shapes = latency_shapes(runs, "memory")
+    for n in shapes:
+        key = latency_key("memory", n, shapes)
+        ROW_TITLES[key] = f"latency, {n:,} subscribers"
+        rows.append((key, f"Latency at {num(deliveries)} deliveries/s, {n:,} subscribers x "
+                     f"{deliveries / n:,.0f} events/s: p50 / p90 / p99 / p99.9",
+                     lambda s, n=n: latency_cell(find(runs, "latency", s, subscribers=n))))
     if any(r["scenario"] == "idle" for r in runs):
         rows.append(("idle", f"Idle: server memory per connection at {num(float(meta.get('idle_conns', 0)))} "
                      "connections", lambda s: idle_cell(find(runs, "idle", s))))
@@ -400,11 +431,13 @@ def summary(runs, meta):
         rows.append(("redis-fanout", f"Redis, 2 instances (publish on A, {num(float(meta.get('redis_subs', 0)))} "
                      "subscribers on B): max sustained / max lossless deliveries/s",
                      lambda s: step_cell(find(runs, "fanout", s, backend="redis"), max_p99)))
-    if any(r["backend"] == "redis" and r["scenario"] == "latency" for r in runs):
-        ROW_TITLES["redis-latency"] = "Redis latency"
-        rows.append(("redis-latency", f"Redis, 2 instances: latency at "
-                     f"{num(float(meta.get('latency_deliveries', 0)))} deliveries/s: p50 / p90 / p99 / p99.9",
-                     lambda s: latency_cell(find(runs, "latency", s, backend="redis"))))
+    shapes = latency_shapes(runs, "redis")
+    for n in shapes:
+        key = latency_key("redis", n, shapes)
+        ROW_TITLES[key] = f"Redis latency, {n:,} subscribers"
+        rows.append((key, f"Redis, 2 instances: latency at {num(deliveries)} deliveries/s, {n:,} subscribers x "
+                     f"{deliveries / n:,.0f} events/s: p50 / p90 / p99 / p99.9",
+                     lambda s, n=n: latency_cell(find(runs, "latency", s, backend="redis", subscribers=n))))
     table = ["| Scenario | " + " | ".join(LABEL[s] for s in SYSTEMS) + " |",
              "|---|" + "---|" * len(SYSTEMS)]
     for key, title, cell in rows:
@@ -493,7 +526,7 @@ def chart_latency_vs_load(runs, out, max_p99):
                 ax.scatter([p["deliveries_per_sec"] for p in lost], [p["latency"]["p99_ms"] for p in lost],
                            marker="x", s=80, color="black", zorder=5)
         ax.axhline(max_p99, color="grey", linestyle=":", label=f"{max_p99:g} ms limit")
-        ax.set_yscale("log")
+        log_axis(ax)
         ax.set_xscale("log")
         ax.set_xlabel("deliveries per second (measured, log scale)")
         ax.set_ylabel("publish-to-receive latency (ms, log scale)")
@@ -512,41 +545,55 @@ def chart_latency_vs_load(runs, out, max_p99):
 
 
 def chart_percentiles(runs, out, meta):
-    panels = [b for b in ("memory", "redis") if any(r["scenario"] == "latency" and r["backend"] == b for r in runs)]
-    if not panels:
+    """One panel per latency shape (rows: large fan-out first) and backend (columns)."""
+    backends = [b for b in ("memory", "redis") if latency_shapes(runs, b)]
+    if not backends:
         return None
+    shapes = {b: latency_shapes(runs, b) for b in backends}
+    nrows = max(len(v) for v in shapes.values())
     pct = [("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"), ("p999_ms", "p99.9")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
-    for ax, backend in zip(axes[0], panels):
-        series = [(LABEL[s], COLOUR[s], find(runs, "latency", s, backend=backend)) for s in SYSTEMS]
-        series = [(label, colour, r["data"]) for label, colour, r in series if r is not None and r["data"]]
-        floor = floor_run(runs)
-        if backend == "memory" and floor:
-            series.append(("floor: no server, one core writing", FLOOR_COLOUR, floor))
-        width = 0.8 / max(len(series), 1)
-        for i, (label, colour, data) in enumerate(series):
-            lat = data["latency"]
-            xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(pct))]
-            ys = [max(lat[k], 0.001) for k, _ in pct]
-            bars = ax.bar(xs, ys, width, color=colour, label=label)
-            for b, y in zip(bars, ys):
-                ax.annotate(ms(y), (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom", fontsize=7,
-                            xytext=(0, 2), textcoords="offset points")
-        ax.set_xticks(range(len(pct)))
-        ax.set_xticklabels([l for _, l in pct])
-        ax.set_yscale("log")
-        ax.set_ylabel("publish-to-receive latency (ms, log scale)")
-        ax.set_xlabel("percentile")
-        where = "one server" if backend == "memory" else "Redis, publish on A, receive on B"
-        ax.set_title(f"{where}: {num(float(meta.get('latency_deliveries', 0)))} deliveries/s", fontsize=10)
-        ax.grid(axis="y", alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+    fig, axes = plt.subplots(nrows, len(backends), figsize=(6.5 * len(backends), 4.6 * nrows), squeeze=False)
+    for row in range(nrows):
+        for col, backend in enumerate(backends):
+            ax = axes[row][col]
+            if row >= len(shapes[backend]):
+                ax.axis("off")
+                continue
+            percentile_panel(ax, runs, meta, backend, shapes[backend][row], pct)
     fig.suptitle("Latency percentiles at a fixed load")
     fig.tight_layout()
     path = os.path.join(out, "latency-percentiles.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def percentile_panel(ax, runs, meta, backend, subs, pct):
+    series = [(LABEL[s], COLOUR[s], find(runs, "latency", s, backend=backend, subscribers=subs)) for s in SYSTEMS]
+    series = [(label, colour, r["data"]) for label, colour, r in series if r is not None and r["data"]]
+    floor = floor_run(runs, subs)
+    if backend == "memory" and floor:
+        series.append(("floor: no server, one core writing", FLOOR_COLOUR, floor))
+    width = 0.8 / max(len(series), 1)
+    for i, (label, colour, data) in enumerate(series):
+        lat = data["latency"]
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(pct))]
+        ys = [max(lat[k], 0.001) for k, _ in pct]
+        bars = ax.bar(xs, ys, width, color=colour, label=label)
+        for b, y in zip(bars, ys):
+            ax.annotate(ms(y), (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom", fontsize=7,
+                        xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(pct)))
+    ax.set_xticklabels([l for _, l in pct])
+    log_axis(ax)
+    ax.set_ylabel("publish-to-receive latency (ms, log scale)")
+    ax.set_xlabel("percentile")
+    where = "one server" if backend == "memory" else "Redis, publish on A, receive on B"
+    deliveries = float(meta.get("latency_deliveries", 0))
+    ax.set_title(f"{where}: {num(deliveries)} deliveries/s, {subs:,} subscribers x "
+                 f"{deliveries / subs:,.0f} events/s", fontsize=10)
+    ax.grid(axis="y", alpha=0.3, which="both")
+    ax.legend(fontsize=8)
 
 
 def chart_idle(runs, out, meta):
@@ -630,17 +677,22 @@ def markdown(runs, meta, raw, out, benchmarks, charts):
     lines.append("")
     lines.extend(table)
     lines.append("")
-    floor = floor_run(runs)
-    if floor:
+    floors = {}
+    shapes = latency_shapes(runs, "memory")
+    for n in shapes:
+        floor = floor_run(runs, n)
+        if not floor:
+            continue
+        floors[latency_key("memory", n, shapes)] = floor
         lat = floor["latency"]
-        lines.append(f"Floor of the latency row (`eventcast-bench floor`, no server): one thread pinned to the "
-                     f"server CPU writes a ready {floor['frame_bytes']}-byte frame to each of {floor['conns']:,} "
-                     f"loopback connections, {floor['rate']:g} times a second, and does nothing else: p50 / p90 / "
-                     f"p99 / p99.9 {ms(lat['p50_ms'])} / {ms(lat['p90_ms'])} / {ms(lat['p99_ms'])} / "
-                     f"{ms(lat['p999_ms'])} ms, {floor['per_send_us']:.1f} us per write. No server can deliver a "
-                     "fan-out of this size from one core on this machine faster than that.")
+        lines.append(f"Floor of the latency row with {n:,} subscribers (`eventcast-bench floor`, no server): one "
+                     f"thread pinned to the server CPU writes a ready {floor['frame_bytes']}-byte frame to each of "
+                     f"{floor['conns']:,} loopback connections, {floor['rate']:g} times a second, and does nothing "
+                     f"else: p50 / p90 / p99 / p99.9 {ms(lat['p50_ms'])} / {ms(lat['p90_ms'])} / "
+                     f"{ms(lat['p99_ms'])} / {ms(lat['p999_ms'])} ms, {floor['per_send_us']:.1f} us per write. No "
+                     "server can deliver a fan-out of this size from one core on this machine faster than that.")
         lines.append("")
-    trows = target_rows(values, floor)
+    trows = target_rows(values, floors)
     if trows:
         lines.append("| Issue 6 target (Eventcast vs peer) | Ratio | |")
         lines.append("|---|---|---|")
