@@ -435,6 +435,21 @@ def fmt_val(v):
 ROW_TITLES = {}
 
 
+def latency_rows(runs, meta, backend):
+    """Summary rows (key, title, cell) of the latency shapes of `backend`."""
+    deliveries = float(meta.get("latency_deliveries", 0))
+    shapes = latency_shapes(runs, backend)
+    title, where = ("latency", "Latency") if backend == "memory" else ("Redis latency", "Redis, 2 instances: latency")
+    rows = []
+    for n in shapes:
+        key = latency_key(backend, n, shapes)
+        ROW_TITLES[key] = f"{title}, {n:,} subscribers"
+        rows.append((key, f"{where} at {num(deliveries)} deliveries/s, {n:,} subscribers x "
+                     f"{deliveries / n:,.0f} events/s: p50 / p90 / p99 / p99.9",
+                     lambda s, n=n: latency_cell(find(runs, "latency", s, backend=backend, subscribers=n))))
+    return rows
+
+
 def summary(runs, meta):
     max_p99 = float(meta.get("max_p99_ms", 50))
     subs_rows = sorted({r["subscribers"] for r in runs if r["scenario"] == "fanout" and r["backend"] == "memory"})
@@ -450,14 +465,7 @@ def summary(runs, meta):
         rows.append(("topics", f"{t:,} topics x {meta.get('topic_subs', '?')} subscribers, uniform publishing: "
                      "max sustained / max lossless deliveries/s",
                      lambda s: step_cell(find(runs, "topics", s), max_p99)))
-    deliveries = float(meta.get("latency_deliveries", 0))
-    shapes = latency_shapes(runs, "memory")
-    for n in shapes:
-        key = latency_key("memory", n, shapes)
-        ROW_TITLES[key] = f"latency, {n:,} subscribers"
-        rows.append((key, f"Latency at {num(deliveries)} deliveries/s, {n:,} subscribers x "
-                     f"{deliveries / n:,.0f} events/s: p50 / p90 / p99 / p99.9",
-                     lambda s, n=n: latency_cell(find(runs, "latency", s, subscribers=n))))
+    rows.extend(latency_rows(runs, meta, "memory"))
     if any(r["scenario"] == "idle" for r in runs):
         rows.append(("idle", f"Idle: server memory per connection at {num(float(meta.get('idle_conns', 0)))} "
                      "connections", lambda s: idle_cell(find(runs, "idle", s))))
@@ -466,13 +474,7 @@ def summary(runs, meta):
         rows.append(("redis-fanout", f"Redis, 2 instances (publish on A, {num(float(meta.get('redis_subs', 0)))} "
                      "subscribers on B): max sustained / max lossless deliveries/s",
                      lambda s: step_cell(find(runs, "fanout", s, backend="redis"), max_p99)))
-    shapes = latency_shapes(runs, "redis")
-    for n in shapes:
-        key = latency_key("redis", n, shapes)
-        ROW_TITLES[key] = f"Redis latency, {n:,} subscribers"
-        rows.append((key, f"Redis, 2 instances: latency at {num(deliveries)} deliveries/s, {n:,} subscribers x "
-                     f"{deliveries / n:,.0f} events/s: p50 / p90 / p99 / p99.9",
-                     lambda s, n=n: latency_cell(find(runs, "latency", s, backend="redis", subscribers=n))))
+    rows.extend(latency_rows(runs, meta, "redis"))
     table = ["| Scenario | " + " | ".join(LABEL[s] for s in SYSTEMS) + " |",
              "|---|" + "---|" * len(SYSTEMS)]
     for key, title, cell in rows:
