@@ -379,10 +379,11 @@ latency_shapes() { # latency_shapes BACKEND
 # Every latency shape of BACKEND, each on freshly started servers. The first (large)
 # shape's run is named latency-BACKEND-SYSTEM, the others latency-BACKEND-SYSTEM-SUBS.
 scenario_latency() { # scenario_latency SYSTEM [BACKEND]
-    local system=$1 backend=${2:-memory} subs name
+    local system=$1 backend=${2:-memory} subs name large=""
     for subs in $(latency_shapes "$backend"); do
         name=latency-$backend-$system
-        [[ $subs == "$(latency_shapes "$backend" | head -1)" ]] || name+=-$subs
+        [[ -z $large ]] && large=$subs
+        [[ $subs == "$large" ]] || name+=-$subs
         start_system "$system" "$backend"
         run_bench "$name" "$system" "$backend" latency "$subs" 1 -- \
             fanout --system "$system" --ws "$WS" --publish "$PUB" --topic bench --subscribers "$subs" \
@@ -479,8 +480,6 @@ write_meta() {
         echo "settings=SERVER_CPUS=$SERVER_CPUS BENCH_CPUS=$BENCH_CPUS BENCH_THREADS=$BENCH_THREADS STEP_SECS=$STEP_SECS MAX_P99_MS=$MAX_P99_MS STEP_LIMIT_P99_MS=$STEP_LIMIT_P99_MS PAYLOAD=$PAYLOAD"
         echo "max_p99_ms=$MAX_P99_MS"
         echo "latency_deliveries=$LATENCY_DELIVERIES"
-        echo "latency_subs=$LATENCY_SUBS"
-        echo "latency_small_subs=$LATENCY_SMALL_SUBS"
         echo "redis_subs=$REDIS_SUBS"
         echo "idle_conns=$IDLE_CONNS"
         echo "topics=$TOPICS"
