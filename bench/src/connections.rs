@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::arrival::ArrivalStream;
 use crate::endpoint::WsEndpoint;
 use crate::latency::Recorder;
 use crate::protocol::System;
@@ -109,8 +110,11 @@ async fn tcp_connect(plan: &ConnectPlan, i: usize) -> Result<TcpStream, AttemptE
     Ok(stream)
 }
 
-async fn attempt(plan: &ConnectPlan, i: usize) -> Result<WebSocketStream<TcpStream>, AttemptError> {
+async fn attempt(plan: &ConnectPlan, i: usize) -> Result<WebSocketStream<ArrivalStream>, AttemptError> {
     let stream = tcp_connect(plan, i).await?;
+    let stream = ArrivalStream::new(stream).map_err(|e| {
+        AttemptError::Fatal(anyhow::Error::new(e).context("enabling receive timestamps (SO_TIMESTAMPNS)"))
+    })?;
     let topic = plan.topics.name(plan.topics.of_client(i));
     let mut request = expand_url(&plan.endpoint.url, &topic)
         .into_client_request()
@@ -129,7 +133,7 @@ async fn attempt(plan: &ConnectPlan, i: usize) -> Result<WebSocketStream<TcpStre
 }
 
 /// Opens client `i`, retrying transient failures with exponential backoff.
-async fn open_one(plan: &ConnectPlan, i: usize) -> anyhow::Result<WebSocketStream<TcpStream>> {
+async fn open_one(plan: &ConnectPlan, i: usize) -> anyhow::Result<WebSocketStream<ArrivalStream>> {
     let mut tries = 0;
     loop {
         let res = match timeout(plan.attempt_timeout, attempt(plan, i)).await {

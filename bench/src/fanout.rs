@@ -71,7 +71,7 @@ impl Rig {
 
         let expected = stats.expected_deliveries(&self.subscribers_per_topic);
         self.drain_until(expected).await;
-        let (counts, latency) = self.rec.snapshot()?;
+        let (counts, latency, read_latency) = self.rec.snapshot()?;
         let window = e_at.duration_since(w_at).as_secs_f64();
         Ok(PhaseReport {
             target_rate: rate,
@@ -89,8 +89,10 @@ impl Rig {
             lagged: counts.lagged,
             disconnects: counts.disconnects,
             untimed: counts.untimed,
+            unstamped_reads: counts.unstamped_reads,
             closed_connections: self.rec.closed() - closed_before,
             latency,
+            read_latency,
             cpu_percent: cpu_start.percent_since(&cpu_end),
             server_cpu_percent: server_start.percent_since(&server_end),
             machine_cpu_percent: machine_start.percent_since(&machine_end),

@@ -6,12 +6,13 @@
 //! `write_all`, and nothing else (no parsing, no queues, no WebSocket framing
 //! beyond the frame's bytes). A receiver thread, pinned to another core, reads
 //! the frames on a current-thread tokio runtime — as the `fanout` clients do —
-//! and records publish-to-receive latency. If a latency target is below these
+//! and records publish-to-arrival latency from the kernel's receive stamps (see
+//! [`arrival`](crate::arrival)) and publish-to-read latency beside it. If a latency target is below these
 //! percentiles, no server can meet it on this machine at that fan-out; the
 //! report is evidence for BENCHMARKS.md, not a benchmark of Eventcast.
 //!
-//! Both threads take time from one shared `Instant`, so the latency is exact
-//! to the clock and needs no wall-clock agreement.
+//! Both threads, and the kernel's stamps, take time from the one wall clock
+//! (`CLOCK_REALTIME`), as the `fanout` clients and the events' `t` do.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -28,8 +29,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
+use crate::arrival::ArrivalStream;
 use crate::cli::{FloorArgs, secs};
-use crate::latency::LatencySummary;
+use crate::latency::{LatencySummary, unix_nanos};
 use crate::procfs;
 use crate::report;
 
@@ -72,7 +74,7 @@ impl fmt::Display for CpuPin {
 /// The header of a floor frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
-    /// Nanoseconds since the run's epoch when the round started.
+    /// Unix nanoseconds when the round started.
     pub sent_at_nanos: u64,
     pub round: u64,
 }
@@ -196,8 +198,11 @@ pub struct FloorReport {
     pub frame_bytes: usize,
     pub sender_cpu: Option<usize>,
     pub receiver_cpu: Option<usize>,
-    /// From the start of a round to each frame's arrival, rounds after the warm-up.
+    /// From the start of a round to each frame's arrival at its client socket
+    /// (kernel receive stamp), rounds after the warm-up.
     pub latency: LatencySummary,
+    /// From the start of a round to the receiver thread's read of each frame.
+    pub read_latency: LatencySummary,
     /// From the start of a round to the end of its last write.
     pub span_mean_ms: f64,
     pub span_max_ms: f64,
@@ -219,7 +224,6 @@ pub struct FloorReport {
 impl FloorReport {
     /// Human-readable multi-line report, in the style of `fanout`'s.
     pub fn text(&self) -> String {
-        let l = &self.latency;
         let pin = |c: Option<usize>| c.map_or_else(|| "unpinned".to_owned(), |c| format!("CPU {c}"));
         let mut s = format!(
             "floor       {} conns, {} fan-outs/s for {:.1} s: {} rounds ({} after {:.1} s warm-up) of {}-byte frames; sender {}, receiver {}\n",
@@ -246,8 +250,12 @@ impl FloorReport {
         }
         s.push('\n');
         s.push_str(&format!(
-            "latency ms  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}  (n={})\n",
-            l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms, l.samples
+            "latency ms  {}  (arrival at the client socket)\n",
+            report::latency_line(&self.latency)
+        ));
+        s.push_str(&format!(
+            "            {}  (read by the receiver thread)\n",
+            report::latency_line(&self.read_latency)
         ));
         s.push_str(&format!(
             "fan-out     span mean {:.3} ms, max {:.3} ms; {:.2} us per send; max {:.1} ms behind schedule\n",
@@ -288,13 +296,12 @@ pub fn measure(plan: &FloorPlan) -> Result<FloorReport> {
     plan.validate()?;
     check_nofile(plan.conns)?;
     let (servers, clients) = connect_pairs(plan.conns)?;
-    let epoch = Instant::now();
 
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
     let receiver_plan = plan.clone();
     let receiver = thread::Builder::new()
         .name("floor-receiver".to_owned())
-        .spawn(move || receive(&receiver_plan, clients, epoch, &ready_tx))
+        .spawn(move || receive(&receiver_plan, clients, &ready_tx))
         .context("spawning the receiver thread")?;
     if ready_rx.recv().is_err() {
         // The receiver ended before it was ready: its error says why.
@@ -305,7 +312,7 @@ pub fn measure(plan: &FloorPlan) -> Result<FloorReport> {
     let sender_plan = plan.clone();
     let sender = thread::Builder::new()
         .name("floor-sender".to_owned())
-        .spawn(move || send(&sender_plan, servers, epoch))
+        .spawn(move || send(&sender_plan, servers))
         .context("spawning the sender thread")?;
     // Join both before looking at either result, so that no thread outlives the run.
     let sent = join(sender, "sender");
@@ -384,10 +391,6 @@ fn thread_cpu_nanos() -> Option<u64> {
     procfs::parse_stat_cpu_ticks(&stat).map(|ticks| ticks * 10_000_000)
 }
 
-fn nanos_since(epoch: Instant) -> u64 {
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
-}
-
 /// What the sender measured.
 #[derive(Debug, Default)]
 struct Sent {
@@ -401,7 +404,7 @@ struct Sent {
 }
 
 /// The sender thread: the ideal one-core server.
-fn send(plan: &FloorPlan, mut servers: Vec<TcpStream>, epoch: Instant) -> Result<Sent> {
+fn send(plan: &FloorPlan, mut servers: Vec<TcpStream>) -> Result<Sent> {
     pin_current_thread(plan.sender_cpu, "--sender-cpu")?;
     let (rounds, warmup_rounds) = (plan.rounds(), plan.warmup_rounds());
     let mut frame = vec![PAD; plan.frame_bytes];
@@ -418,7 +421,7 @@ fn send(plan: &FloorPlan, mut servers: Vec<TcpStream>, epoch: Instant) -> Result
             cpu_start = Some((Instant::now(), thread_cpu_nanos()));
         }
         sent.max_behind = sent.max_behind.max(Instant::now().saturating_duration_since(due));
-        let t0 = nanos_since(epoch);
+        let t0 = unix_nanos();
         FrameHeader {
             sent_at_nanos: t0,
             round,
@@ -430,7 +433,7 @@ fn send(plan: &FloorPlan, mut servers: Vec<TcpStream>, epoch: Instant) -> Result
                 .with_context(|| format!("writing round {round} to connection {i}"))?;
             sent.frames += 1;
         }
-        let span = nanos_since(epoch).saturating_sub(t0);
+        let span = unix_nanos().saturating_sub(t0);
         sent.rounds += 1;
         if round >= warmup_rounds {
             sent.span_sum_nanos += span;
@@ -452,21 +455,25 @@ fn send(plan: &FloorPlan, mut servers: Vec<TcpStream>, epoch: Instant) -> Result
 /// What the receiver measured.
 #[derive(Debug)]
 struct Received {
+    /// Publish to arrival.
     hist: Histogram<u64>,
+    /// Publish to read.
+    read_hist: Histogram<u64>,
     frames: u64,
     errors: u64,
     first_error: Option<String>,
 }
 
 impl Received {
-    /// A whole frame arrived at `now` (nanos since the epoch).
-    fn frame(&mut self, frame: &[u8], now: u64, record_from_round: u64) {
+    /// A whole frame arrived at `arrived` and was read at `read` (unix nanos).
+    fn frame(&mut self, frame: &[u8], arrived: u64, read: u64, record_from_round: u64) {
         self.frames += 1;
         if let Some(h) = FrameHeader::decode(frame)
             && h.round >= record_from_round
         {
-            let us = now.saturating_sub(h.sent_at_nanos) / 1000;
-            self.hist.saturating_record(us.max(1));
+            let us = |at: u64| (at.saturating_sub(h.sent_at_nanos) / 1000).max(1);
+            self.hist.saturating_record(us(arrived));
+            self.read_hist.saturating_record(us(read));
         }
     }
 
@@ -479,12 +486,7 @@ impl Received {
 }
 
 /// The receiver thread: all client connections on one current-thread runtime.
-fn receive(
-    plan: &FloorPlan,
-    clients: Vec<TcpStream>,
-    epoch: Instant,
-    ready: &mpsc::SyncSender<()>,
-) -> Result<Received> {
+fn receive(plan: &FloorPlan, clients: Vec<TcpStream>, ready: &mpsc::SyncSender<()>) -> Result<Received> {
     pin_current_thread(plan.receiver_cpu, "--receiver-cpu")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -496,6 +498,7 @@ fn receive(
     // One thread runs every task, so one RefCell'd histogram needs no lock and no merge.
     let tally = Rc::new(RefCell::new(Received {
         hist: Histogram::new_with_bounds(1, MAX_MICROS, 3).context("creating histogram")?,
+        read_hist: Histogram::new_with_bounds(1, MAX_MICROS, 3).context("creating histogram")?,
         frames: 0,
         errors: 0,
         first_error: None,
@@ -508,11 +511,11 @@ fn receive(
                 .set_nonblocking(true)
                 .with_context(|| format!("non-blocking mode on client {i}"))?;
             let stream = tokio::net::TcpStream::from_std(client).with_context(|| format!("registering client {i}"))?;
+            let stream = ArrivalStream::new(stream).with_context(|| format!("receive timestamps on client {i}"))?;
             let tally = tasks_tally.clone();
             tasks.push(tokio::task::spawn_local(read_frames(
                 stream,
                 frame_bytes,
-                epoch,
                 record_from_round,
                 tally,
             )));
@@ -531,16 +534,17 @@ fn receive(
 
 /// One client connection: whole frames until EOF.
 async fn read_frames(
-    mut stream: tokio::net::TcpStream,
+    mut stream: ArrivalStream,
     frame_bytes: usize,
-    epoch: Instant,
     record_from_round: u64,
     tally: Rc<RefCell<Received>>,
 ) {
     let mut frame = vec![0u8; frame_bytes];
     loop {
         match stream.read_exact(&mut frame).await {
-            Ok(_) => tally.borrow_mut().frame(&frame, nanos_since(epoch), record_from_round),
+            Ok(_) => tally
+                .borrow_mut()
+                .frame(&frame, stream.last_arrival(), unix_nanos(), record_from_round),
             // The sender closed the connection: the run is over (a partial
             // frame before it shows up as lost).
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
@@ -571,6 +575,7 @@ fn summarize(plan: &FloorPlan, sent: &Sent, received: Received) -> Result<FloorR
         sender_cpu: plan.sender_cpu,
         receiver_cpu: plan.receiver_cpu,
         latency: LatencySummary::from_histogram(&received.hist),
+        read_latency: LatencySummary::from_histogram(&received.read_hist),
         span_mean_ms,
         span_max_ms: sent.span_max_nanos as f64 / 1e6,
         per_send_us: span_mean_ms * 1000.0 / plan.conns as f64,
@@ -667,6 +672,7 @@ mod tests {
     fn times_warm_up_rounds_out() -> Result<()> {
         let mut r = Received {
             hist: Histogram::new_with_bounds(1, MAX_MICROS, 3)?,
+            read_hist: Histogram::new_with_bounds(1, MAX_MICROS, 3)?,
             frames: 0,
             errors: 0,
             first_error: None,
@@ -677,16 +683,18 @@ mod tests {
             round: 0,
         }
         .encode(&mut frame)?;
-        r.frame(&frame, 3_000_000, 1);
+        r.frame(&frame, 3_000_000, 3_500_000, 1);
         FrameHeader {
             sent_at_nanos: 1_000,
             round: 1,
         }
         .encode(&mut frame)?;
-        r.frame(&frame, 2_001_000, 1);
+        r.frame(&frame, 2_001_000, 2_501_000, 1);
         assert_eq!(r.frames, 2);
         assert_eq!(r.hist.len(), 1);
         assert_eq!(r.hist.max(), 2000);
+        assert_eq!(r.read_hist.len(), 1);
+        assert!(r.read_hist.equivalent(r.read_hist.max(), 2500));
         Ok(())
     }
 
@@ -700,6 +708,9 @@ mod tests {
         assert_eq!(report.frames_lost, 0);
         assert_eq!(report.receive_errors, 0, "{:?}", report.first_receive_error);
         assert_eq!(report.latency.samples, 200);
+        assert_eq!(report.read_latency.samples, 200);
+        // A frame is read after it arrived, never before.
+        assert!(report.read_latency.max_ms >= report.latency.max_ms, "{report:?}");
         assert!(
             report.span_max_ms >= report.span_mean_ms && report.span_mean_ms > 0.0,
             "{report:?}"

@@ -1,6 +1,11 @@
 //! Publish-to-receive latency recording in HDR histograms (microsecond
 //! precision) plus delivery counters, shared by all subscriber tasks.
 //!
+//! Each event is timed twice: at its arrival at the client socket (the kernel's
+//! receive stamp, see [`arrival`](crate::arrival)), which is the latency the
+//! benchmarks report and limit, and at the moment the generator read it, which
+//! adds the generator's own reading of the frames queued before it.
+//!
 //! Subscribers are spread over a few mutex-protected shards so that worker
 //! threads rarely contend; readers merge the shards for a report.
 
@@ -24,7 +29,10 @@ pub fn unix_nanos() -> u64 {
 
 /// Per-shard counters and histogram.
 struct Shard {
+    /// Publish to arrival at the client socket.
     hist: Histogram<u64>,
+    /// Publish to the generator's read.
+    read_hist: Histogram<u64>,
     counts: Counts,
 }
 
@@ -41,6 +49,9 @@ pub struct Counts {
     pub lagged: u64,
     /// `disconnect` frames received.
     pub disconnects: u64,
+    /// Socket reads the kernel returned without an arrival stamp; their events
+    /// were timed at the read instead.
+    pub unstamped_reads: u64,
 }
 
 impl Counts {
@@ -50,6 +61,7 @@ impl Counts {
         self.untimed += o.untimed;
         self.lagged += o.lagged;
         self.disconnects += o.disconnects;
+        self.unstamped_reads += o.unstamped_reads;
     }
 }
 
@@ -87,19 +99,22 @@ impl LatencySummary {
 /// A batch of observations made by one subscriber, applied under one lock.
 #[derive(Debug, Default)]
 pub struct Batch {
-    latencies_us: Vec<u64>,
+    /// (arrival, read) latency pairs.
+    latencies_us: Vec<(u64, u64)>,
     counts: Counts,
 }
 
 impl Batch {
-    /// An event frame with send timestamp `t` (unix nanos), received at `now`.
-    /// Events sent before `record_from` are counted but not timed (warm-up).
-    pub fn event(&mut self, t: Option<u64>, now: u64, record_from: u64) {
+    /// An event frame with send timestamp `t` that arrived at the client socket
+    /// at `arrived` and was read at `read` (all unix nanos). Events sent before
+    /// `record_from` are counted but not timed (warm-up).
+    pub fn event(&mut self, t: Option<u64>, arrived: u64, read: u64, record_from: u64) {
         self.counts.events += 1;
         match t {
             Some(t) if t >= record_from => {
                 self.counts.recorded += 1;
-                self.latencies_us.push(now.saturating_sub(t) / 1000);
+                self.latencies_us
+                    .push((arrived.saturating_sub(t) / 1000, read.saturating_sub(t) / 1000));
             }
             Some(_) => {}
             None => self.counts.untimed += 1,
@@ -112,6 +127,11 @@ impl Batch {
 
     pub fn disconnect(&mut self) {
         self.counts.disconnects += 1;
+    }
+
+    /// `n` more socket reads came back without an arrival stamp.
+    pub fn unstamped_reads(&mut self, n: u64) {
+        self.counts.unstamped_reads += n;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -149,6 +169,7 @@ impl Recorder {
             .map(|_| {
                 Ok(Mutex::new(Shard {
                     hist: new_histogram()?,
+                    read_hist: new_histogram()?,
                     counts: Counts::default(),
                 }))
             })
@@ -171,8 +192,9 @@ impl Recorder {
             return;
         }
         let mut shard = lock(&self.shards[key % self.shards.len()]);
-        for &us in &batch.latencies_us {
-            shard.hist.saturating_record(us.max(1));
+        for &(arrival, read) in &batch.latencies_us {
+            shard.hist.saturating_record(arrival.max(1));
+            shard.read_hist.saturating_record(read.max(1));
         }
         shard.counts.add(&batch.counts);
         drop(shard);
@@ -197,6 +219,7 @@ impl Recorder {
         for s in &self.shards {
             let mut s = lock(s);
             s.hist.reset();
+            s.read_hist.reset();
             s.counts = Counts::default();
         }
     }
@@ -210,16 +233,22 @@ impl Recorder {
         c
     }
 
-    /// Current counters and merged latency summary.
-    pub fn snapshot(&self) -> Result<(Counts, LatencySummary)> {
-        let mut merged = new_histogram()?;
+    /// Current counters and merged latency summaries: (counters, publish to
+    /// arrival, publish to read).
+    pub fn snapshot(&self) -> Result<(Counts, LatencySummary, LatencySummary)> {
+        let (mut arrival, mut read) = (new_histogram()?, new_histogram()?);
         let mut c = Counts::default();
         for s in &self.shards {
             let s = lock(s);
-            merged.add(&s.hist).context("merging histograms")?;
+            arrival.add(&s.hist).context("merging histograms")?;
+            read.add(&s.read_hist).context("merging histograms")?;
             c.add(&s.counts);
         }
-        Ok((c, LatencySummary::from_histogram(&merged)))
+        Ok((
+            c,
+            LatencySummary::from_histogram(&arrival),
+            LatencySummary::from_histogram(&read),
+        ))
     }
 }
 
@@ -232,17 +261,18 @@ mod tests {
         let r = Recorder::new(4)?;
         r.reset(1_000);
         let mut b = Batch::default();
-        b.event(Some(2_000), 2_000 + 3_000_000, r.record_from()); // 3 ms
-        b.event(Some(500), 10_000_000, r.record_from()); // before record_from: untimed
-        b.event(None, 10_000_000, r.record_from());
+        b.event(Some(2_000), 2_000 + 3_000_000, 2_000 + 4_000_000, r.record_from()); // 3 ms, read at 4
+        b.event(Some(500), 10_000_000, 10_000_000, r.record_from()); // before record_from: untimed
+        b.event(None, 10_000_000, 10_000_000, r.record_from());
         b.lagged();
         b.disconnect();
+        b.unstamped_reads(2);
         r.apply(1, &mut b);
         assert!(b.is_empty());
         let mut b2 = Batch::default();
-        b2.event(Some(2_000), 2_000 + 1_000_000, r.record_from()); // 1 ms
+        b2.event(Some(2_000), 2_000 + 1_000_000, 2_000 + 1_000_000, r.record_from()); // 1 ms
         r.apply(2, &mut b2);
-        let (c, l) = r.snapshot()?;
+        let (c, l, read) = r.snapshot()?;
         assert_eq!(
             c,
             Counts {
@@ -250,12 +280,15 @@ mod tests {
                 recorded: 2,
                 untimed: 1,
                 lagged: 1,
-                disconnects: 1
+                disconnects: 1,
+                unstamped_reads: 2,
             }
         );
         assert_eq!(l.samples, 2);
         assert!((l.max_ms - 3.0).abs() < 0.01, "{l:?}");
         assert!((l.p50_ms - 1.0).abs() < 0.01, "{l:?}");
+        assert_eq!(read.samples, 2);
+        assert!((read.max_ms - 4.0).abs() < 0.01, "{read:?}");
         r.reset(0);
         assert_eq!(r.counts(), Counts::default());
         assert_eq!(r.snapshot()?.1.samples, 0);

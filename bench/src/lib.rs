@@ -9,6 +9,7 @@
 //! [`protocol`] and `bench/peers/`). `floor` needs no server at all: it measures
 //! the latency floor of one-core fan-out on this machine.
 
+pub mod arrival;
 pub mod cli;
 pub mod connections;
 pub mod endpoint;

@@ -38,10 +38,16 @@ pub struct PhaseReport {
     pub disconnects: u64,
     /// Event frames without a readable `event.data.t`.
     pub untimed: u64,
+    /// Socket reads without a kernel arrival stamp (their events timed at the read).
+    pub unstamped_reads: u64,
     /// Subscriber connections the server closed during the run.
     pub closed_connections: u64,
-    /// Publish-to-receive latency of events sent after the warm-up.
+    /// Publish-to-arrival latency (kernel receive stamp at the client socket) of
+    /// events sent after the warm-up; `--max-p99-ms` applies to this one.
     pub latency: LatencySummary,
+    /// Publish-to-read latency of the same events: adds the generator's own time
+    /// reading the frames queued before each one on its thread.
+    pub read_latency: LatencySummary,
     /// The load generator's CPU use, % of one core.
     pub cpu_percent: Option<f64>,
     /// The CPU use of the `--server-pid` processes (summed), % of one core.
@@ -122,6 +128,14 @@ pub fn connect_text(c: &ConnectReport) -> String {
     s
 }
 
+/// Percentiles of one latency summary on one line.
+pub fn latency_line(l: &LatencySummary) -> String {
+    format!(
+        "p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}  (n={})",
+        l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms, l.samples
+    )
+}
+
 /// Human-readable multi-line report of one run.
 pub fn phase_text(p: &PhaseReport) -> String {
     let l = &p.latency;
@@ -143,9 +157,19 @@ pub fn phase_text(p: &PhaseReport) -> String {
         p.lagged, p.disconnects, p.untimed, p.closed_connections
     ));
     s.push_str(&format!(
-        "latency ms  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  mean {:.3}  (n={})\n",
-        l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms, l.samples
+        "latency ms  {}  (arrival at the client socket)\n",
+        latency_line(l)
     ));
+    s.push_str(&format!(
+        "            {}  (read by the generator)\n",
+        latency_line(&p.read_latency)
+    ));
+    if p.unstamped_reads > 0 {
+        s.push_str(&format!(
+            "            {} reads had no arrival stamp and were timed when read\n",
+            p.unstamped_reads
+        ));
+    }
     s.push_str(&format!("bench CPU   {} of one core", opt_pct(p.cpu_percent)));
     if p.server_cpu_percent.is_some() {
         s.push_str(&format!("; server CPU {}", opt_pct(p.server_cpu_percent)));
@@ -157,13 +181,14 @@ pub fn phase_text(p: &PhaseReport) -> String {
 /// One line per `--step` step.
 pub fn step_line(p: &PhaseReport, verdict: &str) -> String {
     format!(
-        "rate {:>8} ev/s  {:>10.0} deliveries/s  lost {:>7}  p50 {:>7.2}  p99 {:>7.2}  max {:>8.2} ms  cpu {:>6}{}  machine {:>6}  {}",
+        "rate {:>8} ev/s  {:>10.0} deliveries/s  lost {:>7}  p50 {:>7.2}  p99 {:>7.2}  max {:>8.2} ms  (read p99 {:>7.2})  cpu {:>6}{}  machine {:>6}  {}",
         p.target_rate,
         p.deliveries_per_sec,
         p.lost,
         p.latency.p50_ms,
         p.latency.p99_ms,
         p.latency.max_ms,
+        p.read_latency.p99_ms,
         opt_pct(p.cpu_percent),
         p.server_cpu_percent
             .map_or_else(String::new, |c| format!("  server {:>6}", format!("{c:.1}%"))),

@@ -369,6 +369,10 @@ async fn fanout_counts_deliveries_and_records_latency() -> Result<()> {
         f(&r["latency"]["max_ms"]),
     );
     assert!(p50 > 0.0 && p50 <= p99 && p99 <= max && max < 2000.0, "{r}");
+    // Every read carried the kernel's arrival stamp, and a frame is read after it arrives.
+    assert_eq!(u(&r["unstamped_reads"]), 0, "{r}");
+    assert_eq!(u(&r["read_latency"]["samples"]), samples, "{r}");
+    assert!(f(&r["read_latency"]["max_ms"]) >= max, "{r}");
     let dps = f(&r["deliveries_per_sec"]);
     assert!((1000.0..8000.0).contains(&dps), "target 4000/s: {r}");
     assert!(f(&r["cpu_percent"]) >= 0.0, "{r}");

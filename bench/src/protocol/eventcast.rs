@@ -4,9 +4,9 @@
 //! [`crate::frame`]); events are published with
 //! `POST /v1/topics/{topic}/events` (or `POST /v1/events:batch`).
 
+use crate::arrival::ArrivalStream;
 use anyhow::anyhow;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -21,7 +21,7 @@ pub const DEFAULT_WS: &str = "ws://127.0.0.1:8080/v1/ws";
 pub const DEFAULT_PUBLISH: &str = "http://127.0.0.1:7070";
 
 /// Sends the subscribe request and waits for its reply.
-pub(crate) async fn subscribe(ws: &mut WebSocketStream<TcpStream>, topic: &str) -> Result<(), AttemptError> {
+pub(crate) async fn subscribe(ws: &mut WebSocketStream<ArrivalStream>, topic: &str) -> Result<(), AttemptError> {
     let req = serde_json::json!({"op": "subscribe", "id": 1, "topic": topic}).to_string();
     ws.send(Message::text(req))
         .await

@@ -18,8 +18,8 @@ pub mod eventcast;
 pub mod nchan;
 pub mod socketio;
 
+use crate::arrival::ArrivalStream;
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::connections::AttemptError;
@@ -84,7 +84,11 @@ impl System {
     /// Makes a freshly upgraded connection receive `topic`'s events; returns
     /// once the server confirmed (Eventcast reply, Socket.IO ack) or, for
     /// nchan, right away (the URL names the channel).
-    pub(crate) async fn subscribe(self, ws: &mut WebSocketStream<TcpStream>, topic: &str) -> Result<(), AttemptError> {
+    pub(crate) async fn subscribe(
+        self,
+        ws: &mut WebSocketStream<ArrivalStream>,
+        topic: &str,
+    ) -> Result<(), AttemptError> {
         match self {
             Self::Eventcast => eventcast::subscribe(ws, topic).await,
             Self::Socketio => socketio::subscribe(ws, topic).await,

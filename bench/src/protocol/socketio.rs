@@ -14,9 +14,9 @@
 //! Publishing is `POST /publish/{topic}` on the same server, whose body the
 //! server emits to the room as-is.
 
+use crate::arrival::ArrivalStream;
 use anyhow::anyhow;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -89,7 +89,7 @@ pub fn classify(b: &[u8]) -> Frame {
 }
 
 /// The next text or binary message's payload, answering pings on the way.
-async fn next_packet(ws: &mut WebSocketStream<TcpStream>, awaiting: &str) -> Result<Vec<u8>, AttemptError> {
+async fn next_packet(ws: &mut WebSocketStream<ArrivalStream>, awaiting: &str) -> Result<Vec<u8>, AttemptError> {
     loop {
         let msg = match ws.next().await {
             Some(Ok(m)) => m,
@@ -112,7 +112,7 @@ async fn next_packet(ws: &mut WebSocketStream<TcpStream>, awaiting: &str) -> Res
     }
 }
 
-async fn send(ws: &mut WebSocketStream<TcpStream>, text: String, what: &str) -> Result<(), AttemptError> {
+async fn send(ws: &mut WebSocketStream<ArrivalStream>, text: String, what: &str) -> Result<(), AttemptError> {
     ws.send(Message::text(text))
         .await
         .map_err(|e| transient(anyhow::Error::new(e).context(format!("sending {what}"))))
@@ -123,7 +123,7 @@ fn lossy(b: &[u8]) -> String {
 }
 
 /// Engine.IO open, namespace connect, `subscribe` emit and its ack.
-pub(crate) async fn subscribe(ws: &mut WebSocketStream<TcpStream>, topic: &str) -> Result<(), AttemptError> {
+pub(crate) async fn subscribe(ws: &mut WebSocketStream<ArrivalStream>, topic: &str) -> Result<(), AttemptError> {
     loop {
         let p = next_packet(ws, "the Engine.IO open packet").await?;
         match p.first() {
