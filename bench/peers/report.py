@@ -724,7 +724,10 @@ def markdown(runs, meta, raw, out, benchmarks, charts):
                  "(steps stop beyond 1 s). `gen` = load generator CPU, `srv` = summed CPU of the server-side "
                  "processes (both instances and Redis in the Redis rows), `other` = CPU that the rest of the "
                  "machine took meanwhile (other users' processes), each in % of one core (the machine has "
-                 f"{meta.get('cpu', '?').rsplit(' x ', 1)[-1]} cores).")
+                 f"{meta.get('cpu', '?').rsplit(' x ', 1)[-1]} cores). Latency is publish (the time in the "
+                 "payload) to arrival at the client socket (the kernel's receive stamp, `SO_TIMESTAMPNS`); "
+                 "\"read by the generator\" adds the generator's own time reading the frames queued before "
+                 "each one on its single thread.")
     others = sorted(o for o in (other_cpu(p) for p in phases(runs)) if o is not None)
     if others:
         lines.append("")
