@@ -8,12 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::arrival::ArrivalStream;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::arrival::ArrivalStream;
 use crate::frame::Frame;
 use crate::latency::{Batch, Recorder, unix_nanos};
 use crate::protocol::System;

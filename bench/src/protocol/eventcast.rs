@@ -4,12 +4,12 @@
 //! [`crate::frame`]); events are published with
 //! `POST /v1/topics/{topic}/events` (or `POST /v1/events:batch`).
 
-use crate::arrival::ArrivalStream;
 use anyhow::anyhow;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::arrival::ArrivalStream;
 use crate::connections::{AttemptError, transient};
 use crate::frame::{Frame, classify};
 

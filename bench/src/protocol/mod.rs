@@ -18,10 +18,10 @@ pub mod eventcast;
 pub mod nchan;
 pub mod socketio;
 
-use crate::arrival::ArrivalStream;
 use serde::Serialize;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::arrival::ArrivalStream;
 use crate::connections::AttemptError;
 use crate::endpoint::HttpEndpoint;
 use crate::frame::Frame;

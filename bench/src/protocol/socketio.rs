@@ -14,12 +14,12 @@
 //! Publishing is `POST /publish/{topic}` on the same server, whose body the
 //! server emits to the room as-is.
 
-use crate::arrival::ArrivalStream;
 use anyhow::anyhow;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::arrival::ArrivalStream;
 use crate::connections::{AttemptError, transient};
 use crate::endpoint::{HttpEndpoint, percent_encode};
 use crate::frame::{Frame, event_t};
