@@ -58,7 +58,8 @@ pub async fn run(
     // Created once: a `changed()` future per message would register with and leave
     // the channel's waiter list (a lock shared by every connection) each time.
     let mut stop = std::pin::pin!(shutdown.changed());
-    let mut unstamped = 0;
+    // Reads of the handshake and the subscribe reply are not events: count from here.
+    let mut unstamped = ws.get_ref().unstamped();
     loop {
         let mut next = tokio::select! {
             biased;
