@@ -3,7 +3,9 @@
 //! queued and written many per syscall. Either way every client gets every event once,
 //! in offset order, and the counters agree with what arrived.
 
-use eventcast_tests::{TestSidecar, WAIT, metric};
+use std::time::Duration;
+
+use eventcast_tests::{ConnectOptions, TestSidecar, WAIT, WsClient, metric};
 use serde_json::{Value, json};
 
 const MANIFESTS: &str = r"
@@ -16,6 +18,16 @@ spec:
 ";
 
 const BURST: usize = 400;
+
+const BULK: &str = r"
+apiVersion: eventcast.dev/v1alpha1
+kind: Topic
+metadata: {name: bulk}
+spec:
+  maxEventBytes: 1048576
+  retention: {maxEvents: 100, maxAge: 1h}
+  access: {subscribe: {anonymous: true}}
+";
 
 fn offsets(events: &[Value]) -> Vec<u64> {
     events
@@ -77,4 +89,60 @@ async fn idle_connections_are_written_directly_and_bursts_are_queued_in_order() 
         (out - 2.0 * (BURST as f64 + 1.0)).abs() < f64::EPSILON,
         "events_out counts direct and queued deliveries alike: {out}"
     );
+}
+
+/// An event larger than what the kernel will take at once: the direct write leaves a
+/// tail, the connection's writer finishes it, and nothing written meanwhile (the events
+/// queued behind it, heartbeats) lands inside it. The client parses every frame whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_the_kernel_takes_in_part_is_finished_whole_before_anything_else() {
+    const MAX_EVENTS: usize = 40;
+    const PAD: usize = 500_000;
+    let sc = TestSidecar::start(&[("t.yaml", BULK)]).await;
+    // A small receive buffer, and nothing read until everything is published.
+    let opts = ConnectOptions {
+        recv_buffer: Some(4096),
+        ..ConnectOptions::default()
+    };
+    let mut client = WsClient::connect_with(&sc.ws_url(), opts).await.expect("connects");
+    client.subscribe("bulk").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Publish until an event is not written directly: the kernel buffers are full, and
+    // the frame before it (most likely) went in part, leaving its tail to the writer.
+    let pad = "x".repeat(PAD);
+    let mut published = Vec::new();
+    let mut direct = direct_writes(&sc).await;
+    let mut filled = false;
+    while !filled && published.len() < MAX_EVENTS {
+        let n = published.len();
+        let r = sc
+            .publish_ok("bulk", &json!({"type": "blob", "data": {"n": n, "pad": pad}}))
+            .await;
+        published.push(r["offset"].as_u64().expect("offset"));
+        // Past the coalescing window: each event finds the connection idle unless its
+        // writer is still finishing an earlier frame.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let now = direct_writes(&sc).await;
+        filled = now == direct;
+        direct = now;
+    }
+    assert!(
+        filled,
+        "{MAX_EVENTS} events of {PAD} bytes never filled the socket buffers"
+    );
+    assert!(published.len() > 1, "the first event goes out from the fan-out");
+    let events = published.len();
+
+    let got = client.collect_events(events, WAIT * 2).await;
+    assert_eq!(offsets(&got), published, "every event once, in offset order");
+    for (n, frame) in got.iter().enumerate() {
+        let data = &frame["event"]["data"];
+        assert_eq!(data["n"], json!(n));
+        assert_eq!(data["pad"].as_str().map(str::len), Some(PAD), "event {n} arrived whole");
+    }
+    // The connection is healthy afterwards: a small event still arrives.
+    let last = sc.publish_ok("bulk", &json!({"type": "small", "data": {}})).await;
+    let next = client.collect_events(1, WAIT).await;
+    assert_eq!(offsets(&next), [last["offset"].as_u64().expect("offset")]);
 }

@@ -2,7 +2,7 @@
 //! [`SharedEvent`] is a stored event at its position in a topic with its `event` frame
 //! serialized exactly once, shared (`Arc`) by every connection it is delivered to.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
@@ -100,6 +100,28 @@ fn event_frame(topic: &str, offset: u64, epoch: &str, event_json: &str) -> Strin
     out
 }
 
+/// `payload` as one unmasked, unfragmented WebSocket text frame (RFC 6455 section 5.2),
+/// as a server sends it.
+fn websocket_text_frame(payload: &[u8]) -> Vec<u8> {
+    const FIN_TEXT: u8 = 0x81;
+    let len = payload.len();
+    let mut out = Vec::with_capacity(len + 10);
+    out.push(FIN_TEXT);
+    match u16::try_from(len) {
+        Ok(short) if short < 126 => out.push(short as u8),
+        Ok(medium) => {
+            out.push(126);
+            out.extend_from_slice(&medium.to_be_bytes());
+        }
+        Err(_) => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
 /// A stored event at its position, ready to deliver.
 #[derive(Debug)]
 pub struct SharedEvent {
@@ -109,6 +131,8 @@ pub struct SharedEvent {
     pub stored: StoredEvent,
     /// The complete `event` frame.
     pub frame: Utf8Bytes,
+    /// `frame` as WebSocket frame bytes, for direct writes (see [`SharedEvent::wire`]).
+    wire: OnceLock<Box<[u8]>>,
     /// When this sidecar built the frame: start of delivery latency.
     pub received_at: Instant,
     /// Queue length allowed for this event's class on each connection (from the topic's policy).
@@ -136,11 +160,20 @@ impl SharedEvent {
             epoch,
             stored,
             frame: Utf8Bytes::from(frame),
+            wire: OnceLock::new(),
             received_at: Instant::now(),
             queue_cap,
             ack,
             metrics,
         }
+    }
+
+    /// The `event` frame framed for the wire, built by the first connection that writes
+    /// it directly and shared by the rest (events that are only ever queued, or kept
+    /// in history, never carry the copy).
+    pub fn wire(&self) -> &[u8] {
+        self.wire
+            .get_or_init(|| websocket_text_frame(self.frame.as_str().as_bytes()).into_boxed_slice())
     }
 
     pub fn priority(&self) -> Priority {
@@ -267,6 +300,25 @@ mod tests {
             .expect("serializes");
             assert_eq!(ev.frame.as_str(), expected);
         }
+    }
+
+    #[test]
+    fn wire_frames_match_tungstenite_at_every_length_encoding() {
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        for len in [0usize, 1, 125, 126, 127, 65_535, 65_536, 70_000] {
+            let payload = "x".repeat(len);
+            let mut expected = Vec::new();
+            Frame::message(payload.clone(), OpCode::Data(Data::Text), true)
+                .format(&mut expected)
+                .expect("formats");
+            assert_eq!(websocket_text_frame(payload.as_bytes()), expected, "length {len}");
+        }
+        let m = TopicMetrics::detached("t");
+        let ev = SharedEvent::new("t".into(), 1, "e".into(), stored(None), 1, None, m);
+        let wire = ev.wire();
+        assert_eq!(&wire[wire.len() - ev.frame.len()..], ev.frame.as_str().as_bytes());
+        assert!(std::ptr::eq(wire, ev.wire()), "framed once");
     }
 
     #[test]

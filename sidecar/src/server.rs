@@ -9,14 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
+use axum::extract::connect_info::Connected;
 use axum::response::Response;
-use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use axum::serve::{IncomingStream, Listener, ListenerExt, TapIo};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::backend::redis::RedisError;
 use crate::backend::{Backend, MemoryBackend, RedisBackend};
 use crate::config_source::{manifests, operator};
+use crate::http::public_listener::{PublicListener, PublicPeer, set_nodelay};
 use crate::hub::Hub;
 use crate::live_config::{ConfigStore, LiveConfig};
 use crate::metrics::Metrics;
@@ -69,20 +71,22 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
-fn serve<S>(tasks: &mut JoinSet<()>, listener: TcpListener, service: S, state: &Arc<SidecarState>, what: &'static str)
+/// The local and metrics listeners: plain TCP with `TCP_NODELAY`.
+fn plain(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
+    listener.tap_io(set_nodelay)
+}
+
+/// Serves `service` on `listener`, telling handlers the connection as `C`.
+fn serve<L, C, S>(tasks: &mut JoinSet<()>, listener: L, service: S, state: &Arc<SidecarState>, what: &'static str)
 where
+    L: Listener<Addr = SocketAddr>,
+    C: for<'a> Connected<IncomingStream<'a, L>> + Clone + Send + Sync + 'static,
     S: tower_service::Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send,
 {
     let stop = state.shutdown.clone();
     tasks.spawn(async move {
-        let app = axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service);
-        // Small frames must leave at once: Nagle plus delayed ACKs adds up to 40 ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "setting TCP_NODELAY");
-            }
-        });
+        let app = axum::ServiceExt::<Request>::into_make_service_with_connect_info::<C>(service);
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
@@ -149,23 +153,23 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     if let Backend::Redis(redis) = &state.backend {
         tasks.spawn(crate::presence_keeper::run(state.clone(), redis.clone()));
     }
-    serve(
+    serve::<_, PublicPeer, _>(
         &mut tasks,
-        public,
+        PublicListener::new(public),
         crate::http::public_router(state.clone()),
         &state,
         "public",
     );
-    serve(
+    serve::<_, SocketAddr, _>(
         &mut tasks,
-        local,
+        plain(local),
         crate::http::local_service(state.clone()),
         &state,
         "local",
     );
-    serve(
+    serve::<_, SocketAddr, _>(
         &mut tasks,
-        metrics_listener,
+        plain(metrics_listener),
         crate::http::metrics_router(state.clone()),
         &state,
         "metrics",

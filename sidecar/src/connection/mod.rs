@@ -6,6 +6,7 @@ mod halves;
 pub mod outbox;
 pub mod session;
 pub mod socket;
+pub mod stream;
 mod subscribe;
 mod writer;
 

@@ -20,6 +20,7 @@ use super::acks::AckTracker;
 use super::halves::first_of;
 use super::outbox::{CloseReason, Outbox};
 use super::socket::{Incoming, Socket};
+use super::stream::DirectStream;
 use super::subscribe::SubscriptionSet;
 use super::writer::write_loop;
 use crate::event::unix_ms;
@@ -73,11 +74,12 @@ fn auth_failure(e: &AuthError) -> CloseReason {
 }
 
 /// Runs a connection to completion. The caller reserved a connection slot.
-pub async fn serve(state: Arc<SidecarState>, ws: WebSocket, ip: IpAddr, pre_auth: PreAuth) {
+pub async fn serve(state: Arc<SidecarState>, ws: WebSocket, stream: DirectStream, ip: IpAddr, pre_auth: PreAuth) {
     // Batching.maxDelay asks every write to wait for more frames: no direct writes then.
     let direct = state.config.get().compiled.connection.max_batch_delay_ms == 0;
     let socket = Arc::new(Socket::new(
         ws,
+        stream,
         direct,
         state.metrics.clone(),
         state.connections.backlog.clone(),

@@ -16,21 +16,26 @@
 //! a syscall per delivery; queued frames pile up and each writer then sends many per
 //! syscall, which is what keeps fan-out to thousands of busy connections cheap.
 //!
+//! A direct write bypasses tungstenite: the event's frame is framed once per event
+//! ([`SharedEvent::wire`]) and written to the connection's [`DirectStream`], which keeps
+//! the stack's bytes and the direct ones from interleaving. Nothing is written directly
+//! once a close frame went either way.
+//!
 //! The lock is a plain mutex held for synchronous stretches only (one poll of the
 //! socket); the fan-out only ever `try_lock`s it and queues the event when it is taken.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{Sink, Stream};
 use parking_lot::Mutex;
 
+use super::stream::{DirectStream, RawWrite};
 use crate::event::SharedEvent;
 use crate::metrics::Metrics;
 
@@ -83,6 +88,8 @@ struct State {
     busy: bool,
     /// A direct write failed; the writer ends the connection.
     failed: bool,
+    /// A close frame was sent or received: only the stack writes from now on.
+    closing: bool,
     last_write: Option<Instant>,
 }
 
@@ -92,6 +99,8 @@ pub struct Socket {
     state: Mutex<State>,
     /// Direct writes allowed (off when a policy asks writes to wait for batching).
     direct: bool,
+    /// The TCP stream under `ws`, for direct writes.
+    stream: DirectStream,
     metrics: Arc<Metrics>,
     backlog: Arc<Backlog>,
 }
@@ -112,24 +121,18 @@ impl Pending for VecDeque<Message> {
     }
 }
 
-/// One message (a direct write; no allocation per delivery).
-impl Pending for Option<Message> {
-    fn pop(&mut self) -> Option<Message> {
-        self.take()
-    }
-
-    fn put_back(&mut self, msg: Message) {
-        *self = Some(msg);
-    }
-}
-
+/// Sends `pending` through the stack; notes a close frame in `closing`.
 fn poll_send_all(
     ws: &mut WebSocket,
+    closing: &mut bool,
     cx: &mut Context<'_>,
     pending: &mut impl Pending,
 ) -> Poll<Result<(), SocketClosed>> {
     let mut ws = Pin::new(ws);
     while let Some(msg) = pending.pop() {
+        if matches!(msg, Message::Close(_)) {
+            *closing = true;
+        }
         match ws.as_mut().poll_ready(cx) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(_)) => return Poll::Ready(Err(SocketClosed)),
@@ -146,15 +149,23 @@ fn poll_send_all(
 }
 
 impl Socket {
-    pub fn new(ws: WebSocket, direct: bool, metrics: Arc<Metrics>, backlog: Arc<Backlog>) -> Self {
+    pub fn new(
+        ws: WebSocket,
+        stream: DirectStream,
+        direct: bool,
+        metrics: Arc<Metrics>,
+        backlog: Arc<Backlog>,
+    ) -> Self {
         Self {
             state: Mutex::new(State {
                 ws: Some(ws),
                 busy: false,
                 failed: false,
+                closing: false,
                 last_write: None,
             }),
             direct,
+            stream,
             metrics,
             backlog,
         }
@@ -175,46 +186,35 @@ impl Socket {
             return DirectWrite::Declined;
         };
         let now = Instant::now();
-        if st.busy || st.failed || st.last_write.is_some_and(|t| now.duration_since(t) < COALESCE_WINDOW) {
+        if st.busy
+            || st.failed
+            || st.closing
+            || st.ws.is_none()
+            || st.last_write.is_some_and(|t| now.duration_since(t) < COALESCE_WINDOW)
+        {
             return DirectWrite::Declined;
         }
         if !queues_empty() {
             return DirectWrite::Declined;
         }
-        let Some(ws) = st.ws.as_mut() else {
-            return DirectWrite::Declined;
-        };
-        // Nobody waits on this context: when the kernel buffer is full the writer is
-        // woken to finish the flush with its own. Unconstrained: a fan-out makes many
-        // writes in one poll of the publishing task, and tokio's cooperative budget
-        // would answer `Pending` to all after the first 128.
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut pending = Some(Message::Text(ev.frame.clone()));
-        let result = {
-            let write = std::pin::pin!(tokio::task::unconstrained(std::future::poll_fn(|cx| {
-                poll_send_all(ws, cx, &mut pending)
-            })));
-            write.poll(&mut cx)
-        };
-        if pending.is_some() {
-            // The WebSocket could not take the frame (its buffer is full): queue instead.
-            st.busy = true;
-            return DirectWrite::Declined;
-        }
-        st.last_write = Some(now);
-        ev.count_delivery(&self.metrics, now);
-        self.metrics.direct_writes.inc();
-        match result {
-            Poll::Ready(Ok(())) => DirectWrite::Written,
-            Poll::Pending => {
+        let written = match self.stream.try_write(ev.wire()) {
+            // The kernel buffer is full (or the stack has bytes in flight): queue instead.
+            RawWrite::NotNow => return DirectWrite::Declined,
+            RawWrite::Written => DirectWrite::Written,
+            // The writer flushes the rest, or ends the connection.
+            RawWrite::Partial => {
                 st.busy = true;
                 DirectWrite::NeedsWriter
             }
-            Poll::Ready(Err(SocketClosed)) => {
+            RawWrite::Failed => {
                 st.failed = true;
-                DirectWrite::NeedsWriter
+                return DirectWrite::NeedsWriter;
             }
-        }
+        };
+        st.last_write = Some(now);
+        ev.count_delivery(&self.metrics, now);
+        self.metrics.direct_writes.inc();
+        written
     }
 
     /// Marks the writer busy and runs `take` (which moves queued frames out) under the
@@ -239,14 +239,15 @@ impl Socket {
 
     /// Writes `pending` in order and flushes; `Ready(Ok)` once everything is with the kernel.
     pub fn poll_send(&self, cx: &mut Context<'_>, pending: &mut VecDeque<Message>) -> Poll<Result<(), SocketClosed>> {
-        let mut st = self.state.lock();
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
         if st.failed {
             return Poll::Ready(Err(SocketClosed));
         }
         let Some(ws) = st.ws.as_mut() else {
             return Poll::Ready(Err(SocketClosed));
         };
-        let r = poll_send_all(ws, cx, pending);
+        let r = poll_send_all(ws, &mut st.closing, cx, pending);
         if let Poll::Ready(Err(_)) = r {
             st.failed = true;
         }
@@ -262,10 +263,15 @@ impl Socket {
     /// Next message from the client; `None` when the socket is closed.
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, axum::Error>>> {
         let mut st = self.state.lock();
-        match st.ws.as_mut() {
+        let r = match st.ws.as_mut() {
             Some(ws) => Pin::new(ws).poll_next(cx),
             None => Poll::Ready(None),
+        };
+        // tungstenite answers a close frame by itself; the connection is ending.
+        if matches!(r, Poll::Ready(None | Some(Err(_)) | Some(Ok(Message::Close(_))))) {
+            st.closing = true;
         }
+        r
     }
 
     /// Drops the WebSocket (closing the TCP connection); later writes are declined.

@@ -6,6 +6,7 @@ mod local_api;
 mod local_service;
 mod metrics_api;
 mod public;
+pub mod public_listener;
 
 use std::sync::Arc;
 

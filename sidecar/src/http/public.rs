@@ -3,7 +3,6 @@
 //! the upgrade, so refused clients get a plain HTTP status with `Retry-After`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use axum::routing::get;
 use eventcast_api::protocol::{SUBPROTOCOL, error_code};
 
 use super::error::ApiError;
+use super::public_listener::PublicPeer;
 use crate::connection::session::{self, PreAuth};
 use crate::state::SidecarState;
 
@@ -51,7 +51,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 
 async fn websocket(
     State(state): State<Arc<SidecarState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<PublicPeer>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -67,7 +67,7 @@ async fn websocket(
     }
     let config = state.config.get();
     let conn = &config.compiled.connection;
-    if let Err(l) = state.limits.check_connection(conn.per_ip.as_ref(), peer.ip()) {
+    if let Err(l) = state.limits.check_connection(conn.per_ip.as_ref(), peer.addr.ip()) {
         state
             .metrics
             .connections_opened
@@ -79,7 +79,7 @@ async fn websocket(
             error_code::RATE_LIMITED,
             format!(
                 "too many new connections from {}; retry in {} ms",
-                peer.ip(),
+                peer.addr.ip(),
                 l.retry_after.as_millis()
             ),
         );
@@ -120,7 +120,7 @@ async fn websocket(
 
     let on_fail = state.clone();
     let tracker = state.tracker.clone();
-    let ip = peer.ip();
+    let ip = peer.addr.ip();
     Ok(upgrade
         .protocols([SUBPROTOCOL])
         // tungstenite allocates this read buffer for every connection up front and reads
@@ -136,5 +136,5 @@ async fn websocket(
             on_fail.connections.release();
             tracing::debug!(error = %e, "websocket upgrade failed");
         })
-        .on_upgrade(move |socket| tracker.track_future(session::serve(state, socket, ip, pre_auth))))
+        .on_upgrade(move |socket| tracker.track_future(session::serve(state, socket, peer.direct, ip, pre_auth))))
 }
