@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 #[derive(Debug)]
@@ -126,10 +126,27 @@ impl AsyncRead for SharedStream {
         let tcp = &self.0.tcp;
         loop {
             ready!(tcp.poll_read_ready(cx))?;
-            // `ReadBuf` as `BufMut`: reads into the unfilled part without zeroing it first.
-            match tcp.try_read_buf(buf) {
-                Ok(_) => return Poll::Ready(Ok(())),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            let room = buf.remaining();
+            let mut short = false;
+            // As tokio's own `TcpStream` does: a read that did not fill the buffer drained
+            // the socket, so readiness is cleared (by answering `WouldBlock` to `try_io`)
+            // and the next poll waits for epoll instead of spending a syscall on `EAGAIN`.
+            let r = tcp.try_io(Interest::READABLE, || {
+                // `ReadBuf` as `BufMut`: reads into the unfilled part without zeroing it.
+                let n = tcp.try_read_buf(buf)?;
+                if n > 0 && n < room {
+                    short = true;
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            });
+            match r {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if short {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -189,6 +206,21 @@ mod tests {
         let mut buf = [0u8; 4];
         stream.read_exact(&mut buf).await.expect("read");
         assert_eq!(&buf, b"ping");
+    }
+
+    #[tokio::test]
+    async fn reads_return_what_arrived_and_then_wait_for_more() {
+        let (mut stream, mut client) = pair().await;
+        let mut buf = [0u8; 64];
+        for round in 0..3u8 {
+            client.write_all(&[round; 10]).await.expect("write");
+            let n = stream.read(&mut buf).await.expect("read");
+            assert_eq!(&buf[..n], &[round; 10][..n]);
+            let mut rest = vec![0u8; 10 - n];
+            stream.read_exact(&mut rest).await.expect("read");
+        }
+        drop(client);
+        assert_eq!(stream.read(&mut buf).await.expect("read"), 0, "end of stream");
     }
 
     #[tokio::test]
