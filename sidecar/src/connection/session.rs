@@ -74,7 +74,14 @@ fn auth_failure(e: &AuthError) -> CloseReason {
 }
 
 /// Runs a connection to completion. The caller reserved a connection slot.
-pub async fn serve(state: Arc<SidecarState>, ws: WebSocket, stream: DirectStream, ip: IpAddr, pre_auth: PreAuth) {
+/// `stream` is the TCP stream under `ws` when direct writes may use it.
+pub async fn serve(
+    state: Arc<SidecarState>,
+    ws: WebSocket,
+    stream: Option<DirectStream>,
+    ip: IpAddr,
+    pre_auth: PreAuth,
+) {
     // Batching.maxDelay asks every write to wait for more frames: no direct writes then.
     let direct = state.config.get().compiled.connection.max_batch_delay_ms == 0;
     let socket = Arc::new(Socket::new(

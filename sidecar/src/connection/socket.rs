@@ -99,8 +99,9 @@ pub struct Socket {
     state: Mutex<State>,
     /// Direct writes allowed (off when a policy asks writes to wait for batching).
     direct: bool,
-    /// The TCP stream under `ws`, for direct writes.
-    stream: DirectStream,
+    /// The TCP stream under `ws`, for direct writes; `None` when the WebSocket is not
+    /// the stream's only user (not an HTTP/1.1 upgrade).
+    stream: Option<DirectStream>,
     metrics: Arc<Metrics>,
     backlog: Arc<Backlog>,
 }
@@ -151,7 +152,7 @@ fn poll_send_all(
 impl Socket {
     pub fn new(
         ws: WebSocket,
-        stream: DirectStream,
+        stream: Option<DirectStream>,
         direct: bool,
         metrics: Arc<Metrics>,
         backlog: Arc<Backlog>,
@@ -179,6 +180,9 @@ impl Socket {
     /// Writes an event frame now when the connection is idle (see the module docs);
     /// `queues_empty` is asked under the socket lock, last.
     pub fn try_write_now(&self, ev: &SharedEvent, queues_empty: impl FnOnce() -> bool) -> DirectWrite {
+        let Some(stream) = &self.stream else {
+            return DirectWrite::Declined;
+        };
         if !self.direct || ev.ack.is_some() || ev.stored.expires_at_ms.is_some() || self.backlog.get() > MAX_BACKLOG {
             return DirectWrite::Declined;
         }
@@ -197,7 +201,7 @@ impl Socket {
         if !queues_empty() {
             return DirectWrite::Declined;
         }
-        let written = match self.stream.try_write(ev.wire()) {
+        let written = match stream.try_write(ev.wire()) {
             // The kernel buffer is full (or the stack has bytes in flight): queue instead.
             RawWrite::NotNow => return DirectWrite::Declined,
             RawWrite::Written => DirectWrite::Written,

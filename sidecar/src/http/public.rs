@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use eventcast_api::protocol::{SUBPROTOCOL, error_code};
@@ -53,6 +53,7 @@ async fn websocket(
     State(state): State<Arc<SidecarState>>,
     ConnectInfo(peer): ConnectInfo<PublicPeer>,
     Query(query): Query<HashMap<String, String>>,
+    version: Version,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
@@ -121,6 +122,10 @@ async fn websocket(
     let on_fail = state.clone();
     let tracker = state.tracker.clone();
     let ip = peer.addr.ip();
+    // Only an HTTP/1.1 upgrade leaves the WebSocket alone on its TCP stream. Over
+    // HTTP/2 (not served today) the stream carries h2 frames, and a frame written to
+    // it directly would corrupt the connection.
+    let direct = (version == Version::HTTP_11).then_some(peer.direct);
     Ok(upgrade
         .protocols([SUBPROTOCOL])
         // tungstenite allocates this read buffer for every connection up front and reads
@@ -136,5 +141,5 @@ async fn websocket(
             on_fail.connections.release();
             tracing::debug!(error = %e, "websocket upgrade failed");
         })
-        .on_upgrade(move |socket| tracker.track_future(session::serve(state, socket, peer.direct, ip, pre_auth))))
+        .on_upgrade(move |socket| tracker.track_future(session::serve(state, socket, direct, ip, pre_auth))))
 }
