@@ -83,11 +83,10 @@ pub async fn serve(
     pre_auth: PreAuth,
 ) {
     // Batching.maxDelay asks every write to wait for more frames: no direct writes then.
-    let direct = state.config.get().compiled.connection.max_batch_delay_ms == 0;
+    let batching = state.config.get().compiled.connection.max_batch_delay_ms > 0;
     let socket = Arc::new(Socket::new(
         ws,
-        stream,
-        direct,
+        stream.filter(|_| !batching),
         state.metrics.clone(),
         state.connections.backlog.clone(),
     ));

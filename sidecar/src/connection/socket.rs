@@ -97,10 +97,8 @@ struct State {
 #[derive(Debug)]
 pub struct Socket {
     state: Mutex<State>,
-    /// Direct writes allowed (off when a policy asks writes to wait for batching).
-    direct: bool,
-    /// The TCP stream under `ws`, for direct writes; `None` when the WebSocket is not
-    /// the stream's only user (not an HTTP/1.1 upgrade).
+    /// The TCP stream under `ws`, for direct writes; `None` when they are off (a policy
+    /// asks writes to wait for batching, or the WebSocket is not alone on the stream).
     stream: Option<DirectStream>,
     metrics: Arc<Metrics>,
     backlog: Arc<Backlog>,
@@ -150,13 +148,7 @@ fn poll_send_all(
 }
 
 impl Socket {
-    pub fn new(
-        ws: WebSocket,
-        stream: Option<DirectStream>,
-        direct: bool,
-        metrics: Arc<Metrics>,
-        backlog: Arc<Backlog>,
-    ) -> Self {
+    pub fn new(ws: WebSocket, stream: Option<DirectStream>, metrics: Arc<Metrics>, backlog: Arc<Backlog>) -> Self {
         Self {
             state: Mutex::new(State {
                 ws: Some(ws),
@@ -165,7 +157,6 @@ impl Socket {
                 closing: false,
                 last_write: None,
             }),
-            direct,
             stream,
             metrics,
             backlog,
@@ -183,7 +174,7 @@ impl Socket {
         let Some(stream) = &self.stream else {
             return DirectWrite::Declined;
         };
-        if !self.direct || ev.ack.is_some() || ev.stored.expires_at_ms.is_some() || self.backlog.get() > MAX_BACKLOG {
+        if ev.ack.is_some() || ev.stored.expires_at_ms.is_some() || self.backlog.get() > MAX_BACKLOG {
             return DirectWrite::Declined;
         }
         let Some(mut st) = self.state.try_lock() else {

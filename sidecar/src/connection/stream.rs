@@ -69,25 +69,8 @@ impl SharedStream {
 }
 
 impl Inner {
-    /// Writes the tail of a direct write; `Ready(Ok)` once none is left.
-    fn poll_write_tail(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut tail = self.tail.lock();
-        while !tail.is_empty() {
-            ready!(self.tcp.poll_write_ready(cx))?;
-            match self.tcp.try_write(&tail) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => {
-                    tail.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_write_now(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        ready!(self.poll_write_tail(cx))?;
+    /// Writes some of `buf` once the socket is writable.
+    fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.tcp.poll_write_ready(cx))?;
             match self.tcp.try_write(buf) {
@@ -95,6 +78,23 @@ impl Inner {
                 r => return Poll::Ready(r),
             }
         }
+    }
+
+    /// Writes the tail of a direct write; `Ready(Ok)` once none is left.
+    fn poll_write_tail(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut tail = self.tail.lock();
+        while !tail.is_empty() {
+            match ready!(self.poll_send(cx, &tail))? {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                n => drop(tail.drain(..n)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_write_now(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        ready!(self.poll_write_tail(cx))?;
+        self.poll_send(cx, buf)
     }
 }
 
